@@ -1,0 +1,89 @@
+"""Hydra entry points whose failures are one readable line and a non-zero exit.
+
+Hydra prints multi-line reports (search paths, object types) or tracebacks; we ask it to raise
+instead (HYDRA_FULL_ERROR) and condense the exception here. A user who sets HYDRA_FULL_ERROR=1
+still gets Hydra's full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any, Callable
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from resnet_lab import CONF_DIR
+from resnet_lab.config import ConfigError
+from resnet_lab.config.schema import allowed_keys
+
+EXIT_USAGE = 2
+_NOISE = re.compile(r"^(Config search path:|\s*provider=|\s*object_type=|Set the environment variable)")
+_UNKNOWN_KEY = re.compile(r"Key '[^']+' not in '(\w+)'")
+
+
+class _ReportedInRun(BaseException):
+    """Carries a single run's user error past Hydra's job-failure report to `run_app`, which
+    prints it as the only line (in a multirun the error stays an Exception: the sweep goes on)."""
+
+
+def one_line(error: BaseException) -> str:
+    """The exception and its causes, without search paths or object dumps, on one line."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None:
+        for line in str(current).splitlines():
+            line = line.strip()
+            if line and not _NOISE.match(line) and line not in parts:
+                parts.append(line)
+        current = current.__cause__
+    text = "; ".join(parts) or type(error).__name__
+    unknown = _UNKNOWN_KEY.search(text)
+    if unknown and allowed_keys(unknown.group(1)):
+        text += f"; allowed keys: {', '.join(allowed_keys(unknown.group(1)))}"
+    return text
+
+
+def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
+    """Run `task` as a Hydra app over conf/ and report any failure as one line."""
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name)
+    def app(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except ConfigError as error:
+            if HydraConfig.get().mode == RunMode.RUN and not wants_traceback:
+                raise _ReportedInRun() from error
+            raise
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if wants_traceback:
+            raise
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except _ReportedInRun as reported:
+        print(f"error: {one_line(reported.__cause__)}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except Exception as error:
+        if wants_traceback:
+            raise
+        hint = "" if isinstance(error, ConfigError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
+        print(f"error: {one_line(error)}{hint}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _is_config_problem(error: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(error, (HydraException, OmegaConfBaseException))

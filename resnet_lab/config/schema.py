@@ -1,0 +1,295 @@
+"""Typed schemas of every config group option.
+
+Each YAML option in conf/ names its schema first in its defaults list, so Hydra rejects unknown
+keys and wrong types while composing; `validate` then checks ranges and cross-key rules on the
+composed config, before anything is built. Both kinds of failure surface as one line (cli.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from resnet_lab.config.errors import ConfigError, require
+
+CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
+CIFAR10_STD = [0.2470, 0.2435, 0.2616]
+
+
+class HeadPool(str, Enum):
+    avg = "avg"
+    max = "max"
+
+
+class DataFormat(str, Enum):
+    cifar10 = "cifar10"
+    image_folder = "image_folder"
+
+
+class PadMode(str, Enum):
+    reflect = "reflect"
+    replicate = "replicate"
+    zeros = "zeros"
+
+
+class AnnealStrategy(str, Enum):
+    cos = "cos"
+    linear = "linear"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def _probability(key: str, value: float) -> None:
+    require(0.0 <= value <= 1.0, key, value, "a probability in [0, 1]")
+
+
+def _positive(key: str, value: float) -> None:
+    require(value > 0, key, value, "a number > 0")
+
+
+def _non_negative(key: str, value: float) -> None:
+    require(value >= 0, key, value, "a number >= 0")
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "resnet_lab.models.custom_resnet"
+    width_multiplier: float = 1.0
+    dropout: float = 0.0
+    head_pool: HeadPool = HeadPool.avg
+    num_classes: Optional[int] = None
+    logit_scale: Optional[float] = None
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.width_multiplier", self.width_multiplier)
+        require(0.0 <= self.dropout < 1.0, f"{key}.dropout", self.dropout, "a value in [0, 1)")
+        if self.num_classes is not None:
+            require(self.num_classes >= 2, f"{key}.num_classes", self.num_classes, "null (from the data) or an integer >= 2")
+        if self.logit_scale is not None:
+            _positive(f"{key}.logit_scale", self.logit_scale)
+
+
+@dataclass
+class DataConfig:
+    format: DataFormat = MISSING
+    root: str = MISSING
+    download: bool = False
+    image_size: int = 32
+    batch_size: int = 512
+    eval_batch_size: int = 1024
+    drop_last: bool = True
+    train_subset: Optional[int] = None
+    test_subset: Optional[int] = None
+    val_fraction: float = 0.0
+    split_seed: int = 0
+    mean: List[float] = field(default_factory=lambda: list(CIFAR10_MEAN))
+    std: List[float] = field(default_factory=lambda: list(CIFAR10_STD))
+    cache_dir: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        require(self.image_size >= 8, f"{key}.image_size", self.image_size, "an integer >= 8")
+        require(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, "an integer >= 1")
+        require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None:
+                require(value >= 1, f"{key}.{name}", value, "null (all images) or an integer >= 1")
+        require(0.0 <= self.val_fraction < 1.0, f"{key}.val_fraction", self.val_fraction, "a fraction in [0, 1); 0 evaluates on the test set")
+        require(len(self.mean) == 3, f"{key}.mean", self.mean, "three per-channel values")
+        require(len(self.std) == 3 and all(s > 0 for s in self.std), f"{key}.std", self.std, "three per-channel values > 0")
+        if self.download:
+            require(self.format == DataFormat.cifar10, f"{key}.download", self.download, "true only with data=cifar10")
+
+
+@dataclass
+class AugmentationConfig:
+    crop_padding: int = 0
+    padding_mode: PadMode = PadMode.reflect
+    flip_p: float = 0.0
+    cutout_size: int = 0
+    cutout_p: float = 0.0
+
+    def check(self, key: str) -> None:
+        _non_negative(f"{key}.crop_padding", self.crop_padding)
+        _non_negative(f"{key}.cutout_size", self.cutout_size)
+        _probability(f"{key}.flip_p", self.flip_p)
+        _probability(f"{key}.cutout_p", self.cutout_p)
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+    weight_decay: float = 0.0
+    decay_norm_and_bias: bool = True
+
+    def check(self, key: str) -> None:
+        _non_negative(f"{key}.weight_decay", self.weight_decay)
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    momentum: float = 0.9
+    nesterov: bool = True
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        require(0.0 <= self.momentum < 1.0, f"{key}.momentum", self.momentum, "a value in [0, 1)")
+        if self.nesterov:
+            require(self.momentum > 0, f"{key}.nesterov", self.nesterov, "false when momentum is 0")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        require(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), f"{key}.betas", self.betas, "two values in [0, 1)")
+        _positive(f"{key}.eps", self.eps)
+
+
+@dataclass
+class SchedulerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+    max_lr: float = 0.1
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.max_lr", self.max_lr)
+
+
+@dataclass
+class OneCycleConfig(SchedulerConfig):
+    _target_: str = "resnet_lab.optim.schedulers.one_cycle"
+    pct_start: float = 0.25
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    anneal_strategy: AnnealStrategy = AnnealStrategy.cos
+    three_phase: bool = False
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        require(0.0 < self.pct_start < 1.0, f"{key}.pct_start", self.pct_start, "a fraction in (0, 1)")
+        _positive(f"{key}.div_factor", self.div_factor)
+        _positive(f"{key}.final_div_factor", self.final_div_factor)
+
+
+@dataclass
+class CosineConfig(SchedulerConfig):
+    _target_: str = "resnet_lab.optim.schedulers.cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        _non_negative(f"{key}.warmup_epochs", self.warmup_epochs)
+        require(0.0 <= self.min_lr <= self.max_lr, f"{key}.min_lr", self.min_lr, f"a value in [0, max_lr={self.max_lr}]")
+
+
+@dataclass
+class StepConfig(SchedulerConfig):
+    _target_: str = "resnet_lab.optim.schedulers.step"
+    step_epochs: int = 10
+    gamma: float = 0.1
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        require(self.step_epochs >= 1, f"{key}.step_epochs", self.step_epochs, "an integer >= 1")
+        require(0.0 < self.gamma <= 1.0, f"{key}.gamma", self.gamma, "a factor in (0, 1]")
+
+
+@dataclass
+class ConstantConfig(SchedulerConfig):
+    _target_: str = "resnet_lab.optim.schedulers.constant"
+
+
+@dataclass
+class TrainerConfig:
+    device: Device = Device.auto
+    epochs: int = 24
+    precision: Precision = Precision.auto
+    channels_last: bool = True
+    label_smoothing: float = 0.0
+    grad_clip: Optional[float] = None
+    seed: int = 0
+    deterministic: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def check(self, key: str) -> None:
+        require(self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
+        require(0.0 <= self.label_smoothing < 1.0, f"{key}.label_smoothing", self.label_smoothing, "a value in [0, 1)")
+        if self.grad_clip is not None:
+            _positive(f"{key}.grad_clip", self.grad_clip)
+        require(self.seed >= 0, f"{key}.seed", self.seed, "an integer >= 0")
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"custom_resnet": ModelConfig},
+    "data": {"cifar10": DataConfig, "image_folder": DataConfig},
+    "augmentation": {"none": AugmentationConfig, "crop_flip": AugmentationConfig, "cutout": AugmentationConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamConfig},
+    "scheduler": {"onecycle": OneCycleConfig, "cosine": CosineConfig, "step": StepConfig, "constant": ConstantConfig},
+    "trainer": {"default": TrainerConfig},
+}
+
+GROUPS = tuple(SCHEMAS)
+
+
+def register_schemas() -> None:
+    """Store each schema as `schema/<group>/<option>`, which the YAML option extends."""
+    store = ConfigStore.instance()
+    for group, options in SCHEMAS.items():
+        for option, schema in options.items():
+            store.store(group=f"schema/{group}", name=option, node=schema)
+
+
+TOP_LEVEL_KEYS = ("resume_from",)
+
+
+def allowed_keys(schema_name: str) -> list[str]:
+    """User-settable keys of the schema class called `schema_name` (for error messages)."""
+    for options in SCHEMAS.values():
+        for schema in options.values():
+            if schema.__name__ == schema_name:
+                return [name for name in schema.__dataclass_fields__ if not name.startswith("_")]
+    return []
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check every group's ranges; returns the typed objects keyed by group."""
+    unknown = sorted(set(cfg) - set(GROUPS) - set(TOP_LEVEL_KEYS) - {"hydra"})
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(GROUPS + TOP_LEVEL_KEYS)}")
+    typed: dict[str, Any] = {}
+    for group in GROUPS:
+        if group not in cfg:
+            raise ConfigError(f"config group '{group}' is missing; allowed options: {', '.join(SCHEMAS[group])}")
+        node = OmegaConf.to_object(cfg[group])
+        if not hasattr(node, "check"):
+            raise ConfigError(f"{group}: this option has no schema; start from one of: {', '.join(SCHEMAS[group])}")
+        node.check(group)
+        typed[group] = node
+    return typed
+
+
+register_schemas()

@@ -1,0 +1,81 @@
+"""From `data` config to the train and evaluation tensors: read, cache, subset, hold out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from resnet_lab.config.errors import ConfigError
+from resnet_lab.config.schema import DataConfig, DataFormat
+from resnet_lab.data import cifar10, image_folder
+from resnet_lab.data.cache import Decoded, cache_folder, fingerprint, load_or_decode
+
+
+@dataclass
+class Splits:
+    """uint8 images [N, 3, H, W] and int64 labels, still on the CPU."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    eval_images: torch.Tensor
+    eval_labels: torch.Tensor
+    classes: list[str]
+    eval_name: str  # "test", or "val" when data.val_fraction > 0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_splits(cfg: DataConfig, root: Path) -> Splits:
+    train, test, classes = _read(cfg, root)
+    generator = torch.Generator().manual_seed(cfg.split_seed)
+    train_order = torch.randperm(train[0].shape[0], generator=generator)
+    eval_name = "test"
+    if cfg.val_fraction > 0:
+        n_val = max(1, round(cfg.val_fraction * len(train_order)))
+        val_index, train_order = train_order[:n_val], train_order[n_val:]
+        test = (train[0][val_index], train[1][val_index])
+        eval_name = "val"
+    train_index = _subset(train_order, cfg.train_subset, "data.train_subset")
+    test_order = torch.randperm(test[0].shape[0], generator=generator)
+    test_index = _subset(test_order, cfg.test_subset, "data.test_subset")
+    return Splits(
+        train_images=train[0][train_index],
+        train_labels=train[1][train_index],
+        eval_images=test[0][test_index],
+        eval_labels=test[1][test_index],
+        classes=classes,
+        eval_name=eval_name,
+    )
+
+
+def _subset(order: torch.Tensor, size: int | None, key: str) -> torch.Tensor:
+    if size is None:
+        return order.sort().values
+    if size > len(order):
+        raise ConfigError(f"{key}={size} is not allowed: only {len(order)} images are available")
+    return order[:size].sort().values
+
+
+def _read(cfg: DataConfig, root: Path) -> tuple[Decoded, Decoded, list[str]]:
+    if cfg.format == DataFormat.cifar10:
+        cifar10.ensure_available(root, cfg.download)
+        folder = cache_folder(root, cfg.cache_dir)
+        classes = cifar10.read_classes(root)
+        splits = []
+        for split in ("train", "test"):
+            files = cifar10.batch_files(root, split)
+            key = fingerprint(files, "cifar10", cfg.image_size)
+            splits.append(load_or_decode(folder, f"cifar10-{split}", key, lambda s=split: cifar10.read_split(root, s, cfg.image_size)))
+        return splits[0], splits[1], classes
+    classes = image_folder.list_classes(root)
+    folder = cache_folder(root, cfg.cache_dir)
+    splits = []
+    for split in image_folder.SPLITS:
+        files = image_folder.list_files(root, split, classes)
+        key = fingerprint([path for path, _ in files], "image_folder", cfg.image_size, classes)
+        splits.append(load_or_decode(folder, f"image_folder-{split}", key, lambda f=files: image_folder.decode(f, cfg.image_size)))
+    return splits[0], splits[1], classes

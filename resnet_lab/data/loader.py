@@ -1,0 +1,72 @@
+"""The training/evaluation loader: the whole split lives on the training device as uint8.
+
+Per batch it only indexes, converts, normalises and augments there; shuffling uses a seeded
+generator on that device, whose state goes into checkpoints so a resumed run sees the same
+batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+
+from resnet_lab.augment.batched import Augment
+
+
+class DeviceLoader:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        mean: list[float],
+        std: list[float],
+        device: torch.device,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        augment: Augment | None = None,
+        seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        self.images = images.to(device, non_blocking=True)
+        self.labels = labels.to(device, non_blocking=True)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last and len(labels) >= batch_size
+        self.augment = augment
+        self.device = device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.inv_std = 1.0 / (torch.tensor(std, device=device).view(1, -1, 1, 1) * 255)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            if order is None:
+                images, labels = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+            else:
+                index = order[start : start + self.batch_size]
+                images, labels = self.images[index], self.labels[index]
+            batch = (images.float() - self.mean) * self.inv_std
+            if self.augment is not None:
+                batch = self.augment(batch, self.generator)
+            yield batch.contiguous(memory_format=self.memory_format), labels
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])

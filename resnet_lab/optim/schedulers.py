@@ -1,0 +1,76 @@
+"""Per-step LR schedules behind one signature, `factory(optimizer, steps_per_epoch, epochs)`.
+
+All of them are stepped once per batch and peak at `max_lr`, so `scheduler.max_lr=...` sets the
+peak LR whichever schedule is chosen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from resnet_lab.config.targets import build
+from omegaconf import DictConfig, OmegaConf
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+
+def one_cycle(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    max_lr: float,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
+) -> LRScheduler:
+    return OneCycleLR(
+        optimizer,
+        max_lr=max_lr,
+        total_steps=steps_per_epoch * epochs,
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        anneal_strategy=str(getattr(anneal_strategy, "value", anneal_strategy)),
+        three_phase=three_phase,
+    )
+
+
+def cosine(
+    optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, warmup_epochs: float = 0.0, min_lr: float = 0.0
+) -> LRScheduler:
+    total = steps_per_epoch * epochs
+    warmup = round(warmup_epochs * steps_per_epoch)
+    floor = min_lr / max_lr
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    _set_lr(optimizer, max_lr)
+    return LambdaLR(optimizer, factor)
+
+
+def step(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, step_epochs: int = 10, gamma: float = 0.1) -> LRScheduler:
+    _set_lr(optimizer, max_lr)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=gamma)
+
+
+def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float) -> LRScheduler:
+    _set_lr(optimizer, max_lr)
+    return LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _set_lr(optimizer: Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group["initial_lr"] = lr
+
+
+def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:
+    factory = build(OmegaConf.to_container(cfg, resolve=True))
+    return factory(optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)

@@ -1,0 +1,52 @@
+"""Device, precision and determinism: decided once per job from the `trainer` group."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from resnet_lab.config.errors import ConfigError
+from resnet_lab.config.schema import Device, Precision, TrainerConfig
+
+
+def select_device(cfg: TrainerConfig) -> torch.device:
+    if cfg.device == Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("trainer.device='cuda' is not allowed here: no CUDA device is available; use trainer.device=auto or cpu")
+    if cfg.device == Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(Device(cfg.device).value)
+
+
+def select_precision(cfg: TrainerConfig, device: torch.device) -> str:
+    if cfg.precision == Precision.auto:
+        return "bf16" if device.type == "cuda" else "fp32"
+    return Precision(cfg.precision).value
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seeds every RNG that touches a run; deterministic mode also pins the kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None

@@ -1,0 +1,163 @@
+"""The epoch loop. Metrics are summed on the device and read once per epoch: no host sync per
+batch, so the GPU never waits on Python between steps."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Callable, ContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from resnet_lab.config.errors import ConfigError
+from resnet_lab.data.loader import DeviceLoader
+
+
+class DivergedError(ConfigError):
+    """The training loss became NaN or infinite: a setting (usually the LR) is too aggressive."""
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    eval_loss: float
+    eval_acc: float
+    lr: float
+    epoch_time_s: float
+    images_per_s: float
+
+    def as_row(self) -> dict[str, float]:
+        return asdict(self)
+
+
+EpochCallback = Callable[["Trainer", EpochMetrics], None]
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        train_loader: DeviceLoader,
+        eval_loader: DeviceLoader,
+        device: torch.device,
+        precision: str = "fp32",
+        label_smoothing: float = 0.0,
+        grad_clip: float | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.train_loader = train_loader
+        self.eval_loader = eval_loader
+        self.device = device
+        self.precision = precision
+        self.label_smoothing = label_smoothing
+        self.grad_clip = grad_clip
+        self.progress = progress
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.history: list[EpochMetrics] = []
+
+    def autocast(self) -> ContextManager:
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def train_epoch(self, epoch: int, epochs: int) -> tuple[float, float, float, float]:
+        """Returns (mean loss, accuracy, seconds, LR of the epoch's last step)."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        start = time.perf_counter()
+        batches = tqdm(self.train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None if self.progress else True)
+        for images, labels in batches:
+            with self.autocast():
+                logits = self.model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            last_lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            loss_sum += loss.detach().float() * labels.shape[0]
+            correct += (logits.argmax(1) == labels).sum()
+        loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
+        seconds = time.perf_counter() - start
+        n = self.train_loader.num_samples
+        if not math.isfinite(loss_total):
+            raise DivergedError(
+                f"training loss became {loss_total} in epoch {epoch} (lr at its end {last_lr:.4g}); lower scheduler.max_lr"
+            )
+        return loss_total / n, correct_total / n, seconds, last_lr
+
+    @torch.no_grad()
+    def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
+        """Returns (mean loss, accuracy) on the evaluation split (plain cross-entropy)."""
+        loader = loader or self.eval_loader
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for images, labels in loader:
+            with self.autocast():
+                logits = self.model(images)
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+        loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
+        return loss_total / loader.num_samples, correct_total / loader.num_samples
+
+    def fit(self, epochs: int, callbacks: list[EpochCallback] = ()) -> list[EpochMetrics]:
+        """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""
+        for epoch in range(len(self.history) + 1, epochs + 1):
+            train_loss, train_acc, seconds, lr = self.train_epoch(epoch, epochs)
+            eval_loss, eval_acc = self.evaluate()
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                eval_loss=eval_loss,
+                eval_acc=eval_acc,
+                lr=lr,
+                epoch_time_s=seconds,
+                images_per_s=self.train_loader.num_samples / seconds,
+            )
+            self.history.append(metrics)
+            for callback in callbacks:
+                callback(self, metrics)
+        return self.history
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_loader": self.train_loader.state_dict(),
+            "history": [m.as_row() for m in self.history],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.train_loader.load_state_dict(state["train_loader"])
+        self.history = [EpochMetrics(**row) for row in state["history"]]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
