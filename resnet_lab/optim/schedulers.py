@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.targets import build
 from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
@@ -26,10 +27,16 @@ def one_cycle(
     anneal_strategy: str = "cos",
     three_phase: bool = False,
 ) -> LRScheduler:
+    total_steps = steps_per_epoch * epochs
+    if pct_start * total_steps < 2 or (1 - pct_start) * total_steps < 2:
+        raise ConfigError(
+            f"scheduler.pct_start={pct_start} is not allowed with only {total_steps} training steps: each one-cycle phase needs >= 2 steps; "
+            "train longer, use a smaller data.batch_size, or choose another pct_start"
+        )
     return OneCycleLR(
         optimizer,
         max_lr=max_lr,
-        total_steps=steps_per_epoch * epochs,
+        total_steps=total_steps,
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,

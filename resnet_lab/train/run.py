@@ -80,12 +80,13 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
     best = {"acc": max((m.eval_acc for m in trainer.history), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
+        # metrics.csv first: whenever last.pt exists, its epochs are in metrics.csv too.
+        write_metrics_csv(run_dir / "metrics.csv", trainer.history)
         state = {"trainer": trainer.state_dict(), "epoch": metrics.epoch, "config": resolved, "classes": classes}
         save_checkpoint(checkpoints / LAST, state)
         if metrics.eval_acc > best["acc"]:
             best["acc"] = metrics.eval_acc
             save_checkpoint(checkpoints / BEST, state)
-        write_metrics_csv(run_dir / "metrics.csv", trainer.history)
 
     def report(trainer: Trainer, metrics: EpochMetrics) -> None:
         log.info(

@@ -1,0 +1,114 @@
+"""Fixtures that write real files (image trees, CIFAR pickles) and run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+
+import resnet_lab.config  # noqa: F401  (registers the schemas)
+from resnet_lab import CONF_DIR
+from resnet_lab.data import cache
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_TARBALL_CANDIDATES = [
+    Path(os.environ.get("RESNET_LAB_CIFAR10_JPEG", "/nonexistent")),
+    REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
+]
+CLASSES = ["ant", "bee", "cat"]
+
+# Tiny, fast settings every CLI test starts from: a 1/8-width net on CPU, quiet output.
+TINY = [
+    "model.width_multiplier=0.125",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "data.batch_size=8",
+    "data.eval_batch_size=64",
+]
+
+
+def compose_config(overrides: list[str] = ()) -> DictConfig:
+    with initialize_config_dir(str(CONF_DIR)):
+        return compose("train", overrides=list(overrides))
+
+
+def class_images(label: int, count: int, seed: int, size: int = 32) -> np.ndarray:
+    """Images whose class shows in their colour and stripe direction, plus noise: learnable."""
+    rng = np.random.default_rng(seed)
+    base = np.zeros((count, size, size, 3), dtype=np.float32)
+    base[..., label % 3] = 160
+    stripes = (np.arange(size) // 4 % 2 * 60).astype(np.float32)
+    base += stripes[None, :, None, None] if label % 2 else stripes[None, None, :, None]
+    noisy = base + rng.normal(0, 25, base.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def write_image_folder(root: Path, train_per_class: int = 24, test_per_class: int = 8, classes: list[str] = CLASSES) -> Path:
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, pixels in enumerate(class_images(label, count, seed=hash((split, label)) % 2**32)):
+                Image.fromarray(pixels).save(folder / f"{index:04d}.png")
+    return root
+
+
+def write_cifar_batches(root: Path, per_batch: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """The real format: pickled dicts with 'data' (N x 3072 uint8, channel-major) and 'labels'."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    all_data, all_labels = [], []
+    for name in names:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = [int(x) for x in rng.integers(0, 10, per_batch)]
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"batch_label": name, "data": data, "labels": labels, "filenames": [f"{i}.png" for i in range(per_batch)]}, handle)
+        all_data.append(data)
+        all_labels.append(labels)
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"], "num_vis": 3072}
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump(meta, handle)
+    return np.concatenate(all_data), np.concatenate(all_labels)
+
+
+@pytest.fixture(autouse=True)
+def fresh_memo():
+    """Each test sees the disk cache, not tensors memoised by an earlier test."""
+    cache._memo.clear()
+    yield
+    cache._memo.clear()
+
+
+@pytest.fixture
+def image_root(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def jpeg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tarball = next((p for p in SHARED_TARBALL_CANDIDATES if p.is_file()), None)
+    if tarball is None:
+        pytest.skip("the shared JPEG copy of CIFAR-10 is not here (set RESNET_LAB_CIFAR10_JPEG=<cifar10-jpeg.tar.gz>)")
+    target = tmp_path_factory.mktemp("jpeg")
+    with tarfile.open(tarball) as archive:
+        archive.extractall(target, filter="data")
+    return target / "cifar10-jpeg"
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "", "WANDB_MODE": "offline"}
+    env.pop("HYDRA_FULL_ERROR")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,165 @@
+"""The readers (CIFAR pickles, image trees), their errors, the cache and the loader."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import compose_config, write_cifar_batches, write_image_folder
+from resnet_lab.config import ConfigError, validate
+from resnet_lab.data import DeviceLoader, load_splits
+from resnet_lab.data import cache as cache_module
+
+
+def data_config(overrides: list[str]):
+    return validate(compose_config(overrides))["data"]
+
+
+def test_cifar_python_batches_are_read_exactly(tmp_path):
+    data, labels = write_cifar_batches(tmp_path, per_batch=20)
+    cfg = data_config(["data=cifar10", f"data.root={tmp_path}", "data.download=false"])
+    splits = load_splits(cfg, tmp_path)
+    assert splits.classes[0] == "airplane" and splits.num_classes == 10
+    assert splits.train_images.shape == (100, 3, 32, 32) and splits.train_images.dtype == torch.uint8
+    expected = torch.from_numpy(data[:100].reshape(-1, 3, 32, 32))
+    assert torch.equal(splits.train_images, expected)
+    assert torch.equal(splits.train_labels, torch.from_numpy(labels[:100]))
+    assert torch.equal(splits.eval_images, torch.from_numpy(data[100:].reshape(-1, 3, 32, 32)))
+
+
+def test_missing_cifar_batches_name_root_and_the_alternative(tmp_path):
+    cfg = data_config(["data=cifar10", f"data.root={tmp_path}", "data.download=false"])
+    with pytest.raises(ConfigError) as caught:
+        load_splits(cfg, tmp_path)
+    message = str(caught.value)
+    assert f"data.root={tmp_path}" in message and "data=image_folder" in message and "\n" not in message
+
+
+def test_image_folder_reads_classes_labels_and_pixels(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=5, test_per_class=2)
+    splits = load_splits(data_config(["data=image_folder", f"data.root={root}"]), root)
+    assert splits.classes == ["ant", "bee", "cat"]
+    assert splits.train_images.shape == (15, 3, 32, 32) and splits.eval_images.shape == (6, 3, 32, 32)
+    assert splits.train_labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    from PIL import Image
+
+    first = np.array(Image.open(root / "train" / "ant" / "0000.png"))
+    assert torch.equal(splits.train_images[0], torch.from_numpy(first).permute(2, 0, 1))
+
+
+def _expect_error(root: Path, *needles: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_splits(data_config(["data=image_folder", f"data.root={root}"]), root)
+    for needle in needles:
+        assert needle in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_image_folder_errors_name_the_file_or_folder(tmp_path):
+    _expect_error(tmp_path / "nowhere", "nowhere", "does not exist")
+    root = write_image_folder(tmp_path / "a", train_per_class=2, test_per_class=1)
+    (root / "train" / "dog").mkdir()
+    _expect_error(root, "only in train: ['dog']")
+    (root / "test" / "dog").mkdir()
+    _expect_error(root, "empty class folder", str(root / "train" / "dog"))
+    root = write_image_folder(tmp_path / "b", train_per_class=2, test_per_class=1)
+    bad = root / "test" / "bee" / "0000.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    _expect_error(root, "unreadable image", str(bad))
+    root = write_image_folder(tmp_path / "c", train_per_class=2, test_per_class=1)
+    (root / "test").rename(root / "val")
+    _expect_error(root, str(root / "test"), "is missing")
+
+
+def test_wrong_image_size_is_named(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=2, test_per_class=1)
+    with pytest.raises(ConfigError, match="expected 24x24"):
+        load_splits(data_config(["data=image_folder", f"data.root={root}", "data.image_size=24"]), root)
+
+
+def test_cache_is_written_reused_and_invalidated_by_a_changed_source(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=4, test_per_class=2)
+    cfg = data_config(["data=image_folder", f"data.root={root}"])
+    first = load_splits(cfg, root)
+    cached = sorted((root / ".resnet_lab_cache").glob("*.pt"))
+    assert len(cached) == 2
+    cache_module._memo.clear()
+    again = load_splits(cfg, root)
+    assert torch.equal(first.train_images, again.train_images)
+    assert sorted((root / ".resnet_lab_cache").glob("*.pt")) == cached
+
+    changed = root / "train" / "ant" / "0000.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(changed)
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    cache_module._memo.clear()
+    updated = load_splits(cfg, root)
+    assert updated.train_images[0].sum() == 0 and first.train_images[0].sum() > 0
+    assert len(list((root / ".resnet_lab_cache").glob("image_folder-train-*.pt"))) == 2
+
+
+def test_memo_hands_later_jobs_the_same_tensors_and_disk_spares_decoding(tmp_path):
+    calls = []
+
+    def decode():
+        calls.append(1)
+        return torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1])
+
+    first = cache_module.load_or_decode(tmp_path, "toy", "key1", decode)
+    second = cache_module.load_or_decode(tmp_path, "toy", "key1", decode)
+    assert second is first and len(calls) == 1
+    cache_module._memo.clear()
+    from_disk = cache_module.load_or_decode(tmp_path, "toy", "key1", decode)
+    assert len(calls) == 1 and torch.equal(from_disk[0], first[0])
+    cache_module.load_or_decode(tmp_path, "toy", "key2", decode)
+    assert len(calls) == 2
+
+
+def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog):
+    root = write_image_folder(tmp_path / "im", train_per_class=3, test_per_class=1)
+    cfg = data_config(["data=image_folder", f"data.root={root}"])
+    first = load_splits(cfg, root)
+    for path in (root / ".resnet_lab_cache").glob("*.pt"):
+        path.write_bytes(path.read_bytes()[:100])
+    cache_module._memo.clear()
+    again = load_splits(cfg, root)
+    assert torch.equal(first.train_images, again.train_images)
+    assert "damaged" in caplog.text
+
+
+def test_subsets_and_validation_split(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=10, test_per_class=4)
+    cfg = data_config(["data=image_folder", f"data.root={root}", "data.train_subset=12", "data.test_subset=5"])
+    splits = load_splits(cfg, root)
+    assert len(splits.train_labels) == 12 and len(splits.eval_labels) == 5 and splits.eval_name == "test"
+    assert torch.equal(load_splits(cfg, root).train_images, splits.train_images)
+    held = load_splits(data_config(["data=image_folder", f"data.root={root}", "data.val_fraction=0.2"]), root)
+    assert held.eval_name == "val" and len(held.eval_labels) == 6 and len(held.train_labels) == 24
+    train_rows = {tuple(img.flatten()[:64].tolist()) for img in held.train_images}
+    assert not any(tuple(img.flatten()[:64].tolist()) in train_rows for img in held.eval_images)
+    with pytest.raises(ConfigError, match="only 30 images"):
+        load_splits(data_config(["data=image_folder", f"data.root={root}", "data.train_subset=31"]), root)
+
+
+def test_loader_batches_shuffles_by_seed_and_normalises():
+    images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(50)
+    options = dict(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], device=torch.device("cpu"))
+    loader = DeviceLoader(images, labels, batch_size=16, shuffle=True, drop_last=True, seed=7, **options)
+    assert len(loader) == 3 and loader.num_samples == 48
+    epoch = list(loader)
+    assert [b[0].shape[0] for b in epoch] == [16, 16, 16]
+    seen = torch.cat([b[1] for b in epoch])
+    assert len(seen.unique()) == 48 and not torch.equal(seen, torch.arange(48))
+    again = list(DeviceLoader(images, labels, batch_size=16, shuffle=True, drop_last=True, seed=7, **options))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(epoch, again))
+    x, y = epoch[0]
+    torch.testing.assert_close(x, (images[y].float() / 255 - 0.5) / 0.25)
+    full = list(DeviceLoader(images, labels, batch_size=16, **options))
+    assert [b[0].shape[0] for b in full] == [16, 16, 16, 2] and torch.equal(torch.cat([b[1] for b in full]), labels)

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from conftest import compose_config
+from resnet_lab.optim import build_optimizer, build_scheduler
+
+
+def lrs(scheduler_overrides: list[str], steps_per_epoch: int = 10, epochs: int = 4) -> list[float]:
+    cfg = compose_config(scheduler_overrides)
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(cfg.optimizer, model, lr=float(cfg.scheduler.max_lr))
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, epochs)
+    seen = []
+    for _ in range(steps_per_epoch * epochs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_onecycle_peaks_at_max_lr_after_pct_start():
+    seen = lrs(["scheduler=onecycle", "scheduler.max_lr=0.2", "scheduler.pct_start=0.25", "scheduler.div_factor=10"])
+    assert seen[0] == pytest.approx(0.02)
+    assert max(seen) == pytest.approx(0.2) and seen.index(max(seen)) in (9, 10)
+    assert min(seen) > 0 and seen[-1] < 0.01
+
+
+def test_cosine_warms_up_then_decays_to_min_lr():
+    seen = lrs(["scheduler=cosine", "scheduler.max_lr=0.1", "scheduler.warmup_epochs=1", "scheduler.min_lr=0.001"])
+    assert seen[0] == pytest.approx(0.01) and seen[9] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(seen[10:], seen[11:])) and seen[-1] == pytest.approx(0.001, abs=1e-3)
+
+
+def test_step_and_constant():
+    seen = lrs(["scheduler=step", "scheduler.max_lr=0.1", "scheduler.step_epochs=2", "scheduler.gamma=0.5"])
+    assert seen[0] == pytest.approx(0.1) and seen[19] == pytest.approx(0.1) and seen[20] == pytest.approx(0.05)
+    assert all(lr == pytest.approx(0.03) for lr in lrs(["scheduler=constant", "scheduler.max_lr=0.03"]))

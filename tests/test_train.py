@@ -1,0 +1,127 @@
+"""Training end to end: learning signal, run-directory contents, kill-and-resume, multirun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
+from resnet_lab.train import run_training
+
+TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(handle)]
+
+
+def test_tiny_training_learns_the_synthetic_classes(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=64, test_per_class=20)
+    cfg = compose_config(
+        ["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=4", "scheduler.max_lr=0.05", "trainer.label_smoothing=0"]
+    )
+    accuracy = run_training(cfg, tmp_path / "run")
+    # 3 classes (chance 33%) told apart by colour and stripe direction: a working loop gets
+    # nearly all 60 test images right; 80% leaves room for seed-to-seed wobble only.
+    assert accuracy >= 0.8
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final"]["eval_acc"] == accuracy and summary["epochs"] == 4
+    assert summary["num_params"] == sum(p.numel() for p in torch.nn.Module.parameters(_model_of(tmp_path / "run")))
+
+
+def _model_of(run_dir: Path) -> torch.nn.Module:
+    from resnet_lab.models import custom_resnet
+
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    model = custom_resnet(num_classes=3, width_multiplier=0.125)
+    model.load_state_dict(state["trainer"]["model"])
+    return model
+
+
+@pytest.mark.slow
+def test_cli_run_directory_holds_every_output(image_root, tmp_path):
+    result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "summary.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("best_eval_acc", "wall_time_s", "mean_images_per_s", "device", "torch_version", "git_commit", "num_params"):
+        assert key in summary
+    assert summary["torch_version"] == torch.__version__ and summary["device"] == "cpu"
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert checkpoint["epoch"] == 2 and checkpoint["config"]["trainer"]["epochs"] == 2
+    assert {"model", "optimizer", "scheduler", "train_loader", "torch_rng"} <= set(checkpoint["trainer"])
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=64, test_per_class=16)
+    args = ["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=6", "trainer.deterministic=true", "model.dropout=0.2"]
+    full = run_cli("resnet_lab.train", *args, "hydra.run.dir=full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+
+    command = [sys.executable, "-m", "resnet_lab.train", *args, "hydra.run.dir=killed"]
+    process = subprocess.Popen(command, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_after = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert killed_after < 6, "the run finished before it could be killed"
+    assert len(read_metrics(tmp_path / "killed")) in (killed_after, killed_after + 1)
+
+    resumed = run_cli("resnet_lab.train", *args, "trainer.resume=true", "hydra.run.dir=killed", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "full")
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["resumed_from"].endswith("last.pt")
+
+
+@pytest.mark.slow
+def test_resume_without_a_checkpoint_is_one_clear_line(image_root, tmp_path):
+    result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.resume=true", "hydra.run.dir=empty", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "trainer.resume=true" in result.stderr and "last.pt" in result.stderr
+
+
+@pytest.mark.slow
+def test_multirun_makes_one_run_directory_per_job(image_root, tmp_path):
+    result = run_cli(
+        "resnet_lab.train", "-m", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=1",
+        "scheduler.max_lr=0.01,0.05,0.1", "hydra.sweep.dir=sweep", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1", "2"]
+    lrs = []
+    for run in runs:
+        assert (run / "summary.json").is_file() and (run / "checkpoints" / "last.pt").is_file()
+        lrs.append(torch.load(run / "checkpoints" / "last.pt", weights_only=False)["config"]["scheduler"]["max_lr"])
+    assert lrs == [0.01, 0.05, 0.1]
+
+
+@pytest.mark.slow
+def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
+    """A 1/4-width net, 5,000 training and 1,000 test images of the JPEG copy, 2 epochs on CPU.
+    Chance is 10%; ~40% is typical here, so 25% separates "learns" from "does not" with margin."""
+    cfg = compose_config(
+        ["data=image_folder", f"data.root={jpeg_root}", "model.width_multiplier=0.25", "trainer.device=cpu", "trainer.progress=false",
+         "trainer.epochs=2", "data.train_subset=5000", "data.test_subset=1000", "data.batch_size=128", "scheduler.max_lr=0.2"]
+    )
+    accuracy = run_training(cfg, tmp_path / "run")
+    print(f"JPEG-copy CPU test accuracy after 2 epochs: {accuracy:.4f}")
+    assert accuracy >= 0.25
