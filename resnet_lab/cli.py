@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from resnet_lab import CONF_DIR
 from resnet_lab.config import ConfigError
 from resnet_lab.config.schema import allowed_keys
+from resnet_lab.config.targets import TRUSTED_TARGETS
 
 EXIT_USAGE = 2
 _NOISE = re.compile(r"^(Config search path:|\s*provider=|\s*object_type=|Set the environment variable)")
@@ -52,8 +53,9 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     """Run `task` as a Hydra app over conf/ and report any failure as one line."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    _register_plugins()
 
-    @hydra.main(config_path=str(CONF_DIR), config_name=config_name)
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, execution_whitelist=TRUSTED_TARGETS)
     def app(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
@@ -80,6 +82,16 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         hint = "" if isinstance(error, ConfigError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
         print(f"error: {one_line(error)}{hint}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _register_plugins() -> None:
+    """Hydra's public registration, so `hydra.sweeper._target_` can name our sweeper whether the
+    package is pip-installed or only on PYTHONPATH (no hydra_plugins namespace package needed)."""
+    from hydra.core.plugins import Plugins
+
+    from resnet_lab.sweep.optuna_sweeper import ResumableOptunaSweeper
+
+    Plugins.instance().register(ResumableOptunaSweeper)
 
 
 def _is_config_problem(error: BaseException) -> bool:

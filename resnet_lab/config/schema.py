@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -167,14 +167,20 @@ class AdamConfig(OptimizerConfig):
         _positive(f"{key}.eps", self.eps)
 
 
+AUTO = "auto"
+
+
 @dataclass
 class SchedulerConfig:
     _target_: str = MISSING
     _partial_: bool = True
-    max_lr: float = 0.1
+    max_lr: Union[float, str] = 0.1
 
     def check(self, key: str) -> None:
-        _positive(f"{key}.max_lr", self.max_lr)
+        if isinstance(self.max_lr, str):
+            require(self.max_lr == AUTO, f"{key}.max_lr", self.max_lr, "a number > 0 or 'auto' (take it from an LR range test)")
+        else:
+            _positive(f"{key}.max_lr", self.max_lr)
 
 
 @dataclass
@@ -202,7 +208,7 @@ class CosineConfig(SchedulerConfig):
     def check(self, key: str) -> None:
         super().check(key)
         _non_negative(f"{key}.warmup_epochs", self.warmup_epochs)
-        require(0.0 <= self.min_lr <= self.max_lr, f"{key}.min_lr", self.min_lr, f"a value in [0, max_lr={self.max_lr}]")
+        _non_negative(f"{key}.min_lr", self.min_lr)
 
 
 @dataclass
@@ -243,6 +249,60 @@ class TrainerConfig:
         require(self.seed >= 0, f"{key}.seed", self.seed, "an integer >= 0")
 
 
+class StepMode(str, Enum):
+    exp = "exp"
+    linear = "linear"
+
+
+class Suggestion(str, Enum):
+    valley = "valley"
+    steepest = "steepest"
+
+
+@dataclass
+class LRFinderConfig:
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    num_iter: int = 100
+    step_mode: StepMode = StepMode.exp
+    smoothing: float = 0.05
+    diverge_threshold: float = 5.0
+    use_val_loss: bool = False
+    skip_start: int = 10
+    skip_end: int = 5
+    suggestion: Suggestion = Suggestion.valley
+    file: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.start_lr", self.start_lr)
+        require(self.end_lr > self.start_lr, f"{key}.end_lr", self.end_lr, f"a value > start_lr={self.start_lr}")
+        require(self.num_iter >= 10, f"{key}.num_iter", self.num_iter, "an integer >= 10")
+        require(0.0 <= self.smoothing < 1.0, f"{key}.smoothing", self.smoothing, "a value in [0, 1)")
+        require(self.diverge_threshold > 1.0, f"{key}.diverge_threshold", self.diverge_threshold, "a factor > 1")
+        _non_negative(f"{key}.skip_start", self.skip_start)
+        _non_negative(f"{key}.skip_end", self.skip_end)
+        require(self.skip_start + self.skip_end + 3 <= self.num_iter, f"{key}.num_iter", self.num_iter, "more than skip_start + skip_end + 2")
+
+
+@dataclass
+class HParamsSearchConfig:
+    max_lr_bounds: Optional[List[float]] = None
+    lr_finder_json: Optional[str] = None
+    lr_low_factor: float = 10.0
+    lr_high_factor: float = 3.0
+    weight_decay_low: float = 1e-5
+    weight_decay_high: float = 1e-3
+
+    def check(self, key: str) -> None:
+        if self.max_lr_bounds is not None:
+            bounds = self.max_lr_bounds
+            require(len(bounds) == 2 and 0 < bounds[0] < bounds[1], f"{key}.max_lr_bounds", bounds, "null (from the LR range test) or [low, high] with 0 < low < high")
+        require(self.lr_low_factor >= 1.0, f"{key}.lr_low_factor", self.lr_low_factor, "a factor >= 1 (low bound = suggestion / factor)")
+        require(self.lr_high_factor >= 1.0, f"{key}.lr_high_factor", self.lr_high_factor, "a factor >= 1 (high bound = suggestion * factor)")
+        _positive(f"{key}.weight_decay_low", self.weight_decay_low)
+        require(self.weight_decay_high > self.weight_decay_low, f"{key}.weight_decay_high", self.weight_decay_high, f"a value > weight_decay_low={self.weight_decay_low}")
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"custom_resnet": ModelConfig},
     "data": {"cifar10": DataConfig, "image_folder": DataConfig},
@@ -250,15 +310,18 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamConfig},
     "scheduler": {"onecycle": OneCycleConfig, "cosine": CosineConfig, "step": StepConfig, "constant": ConstantConfig},
     "trainer": {"default": TrainerConfig},
+    "lr_finder": {"default": LRFinderConfig},
 }
 
 GROUPS = tuple(SCHEMAS)
+# Groups that may be absent: hparams_search is only selected for Optuna sweeps.
+OPTIONAL_SCHEMAS: dict[str, dict[str, type]] = {"hparams_search": {"optuna": HParamsSearchConfig}}
 
 
 def register_schemas() -> None:
     """Store each schema as `schema/<group>/<option>`, which the YAML option extends."""
     store = ConfigStore.instance()
-    for group, options in SCHEMAS.items():
+    for group, options in {**SCHEMAS, **OPTIONAL_SCHEMAS}.items():
         for option, schema in options.items():
             store.store(group=f"schema/{group}", name=option, node=schema)
 
@@ -268,7 +331,7 @@ TOP_LEVEL_KEYS = ("resume_from",)
 
 def allowed_keys(schema_name: str) -> list[str]:
     """User-settable keys of the schema class called `schema_name` (for error messages)."""
-    for options in SCHEMAS.values():
+    for options in {**SCHEMAS, **OPTIONAL_SCHEMAS}.values():
         for schema in options.values():
             if schema.__name__ == schema_name:
                 return [name for name in schema.__dataclass_fields__ if not name.startswith("_")]
@@ -277,16 +340,17 @@ def allowed_keys(schema_name: str) -> list[str]:
 
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every group's ranges; returns the typed objects keyed by group."""
-    unknown = sorted(set(cfg) - set(GROUPS) - set(TOP_LEVEL_KEYS) - {"hydra"})
+    known = GROUPS + tuple(OPTIONAL_SCHEMAS) + TOP_LEVEL_KEYS
+    unknown = sorted(set(cfg) - set(known) - {"hydra"})
     if unknown:
-        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(GROUPS + TOP_LEVEL_KEYS)}")
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
     typed: dict[str, Any] = {}
-    for group in GROUPS:
+    for group in GROUPS + tuple(g for g in OPTIONAL_SCHEMAS if g in cfg):
         if group not in cfg:
             raise ConfigError(f"config group '{group}' is missing; allowed options: {', '.join(SCHEMAS[group])}")
         node = OmegaConf.to_object(cfg[group])
         if not hasattr(node, "check"):
-            raise ConfigError(f"{group}: this option has no schema; start from one of: {', '.join(SCHEMAS[group])}")
+            raise ConfigError(f"{group}: this option has no schema; start from one of: {', '.join({**SCHEMAS, **OPTIONAL_SCHEMAS}[group])}")
         node.check(group)
         typed[group] = node
     return typed

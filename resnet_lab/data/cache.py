@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from resnet_lab.data.atomic import atomic_write
+from resnet_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from resnet_lab.config.errors import ConfigError
-from resnet_lab.data.atomic import atomic_write
+from resnet_lab.files import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"

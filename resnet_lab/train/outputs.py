@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
-from typing import Any
-
-from resnet_lab.data.atomic import atomic_write
+from resnet_lab.files import atomic_write
 from resnet_lab.train.loop import EpochMetrics
 
 
@@ -22,12 +19,6 @@ def write_metrics_csv(path: Path, history: list[EpochMetrics]) -> None:
         writer.writerow(metrics.as_row())
     with atomic_write(path, "w") as handle:
         handle.write(buffer.getvalue())
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_write(path, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.write("\n")
 
 
 def plot_curves(path: Path, history: list[EpochMetrics], eval_name: str) -> None:

@@ -10,70 +10,49 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_lab.augment import build_augment
-from resnet_lab.config import ConfigError, validate
-from resnet_lab.config.targets import build
-from resnet_lab.data import DeviceLoader, load_splits
+from resnet_lab.config import ConfigError
 from resnet_lab.optim import build_optimizer, build_scheduler
 from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
-from resnet_lab.train.environment import git_commit, seed_everything, select_device, select_precision
+from resnet_lab.train.components import Components, build_components
+from resnet_lab.train.environment import git_commit
+from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.loop import EpochMetrics, Trainer
-from resnet_lab.train.outputs import plot_curves, write_json, write_metrics_csv
+from resnet_lab.files import write_json
+from resnet_lab.train.outputs import plot_curves, write_metrics_csv
 
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: DictConfig) -> tuple[Trainer, list[str], str]:
-    """Model, data, optimizer and schedule from the config; returns (trainer, classes, eval split)."""
-    typed = validate(cfg)
-    trainer_cfg, data_cfg = typed["trainer"], typed["data"]
-    device = select_device(trainer_cfg)
-    seed_everything(trainer_cfg.seed, trainer_cfg.deterministic)
-
-    splits = load_splits(data_cfg, Path(to_absolute_path(data_cfg.root)))
-    num_classes = cfg.model.num_classes or splits.num_classes
-    if num_classes != splits.num_classes:
-        raise ConfigError(f"model.num_classes={num_classes} is not allowed: the data has {splits.num_classes} classes (use null)")
-    model = build(cfg.model, num_classes=num_classes)
-    channels_last = trainer_cfg.channels_last and device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-    loader_options = dict(mean=data_cfg.mean, std=data_cfg.std, device=device, channels_last=channels_last)
-    train_loader = DeviceLoader(
-        splits.train_images,
-        splits.train_labels,
-        data_cfg.batch_size,
-        shuffle=True,
-        drop_last=data_cfg.drop_last,
-        augment=build_augment(typed["augmentation"]),
-        seed=trainer_cfg.seed,
-        **loader_options,
-    )
-    eval_loader = DeviceLoader(splits.eval_images, splits.eval_labels, data_cfg.eval_batch_size, **loader_options)
-
-    max_lr = float(cfg.scheduler.max_lr)
-    optimizer = build_optimizer(cfg.optimizer, model, lr=max_lr)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=len(train_loader), epochs=trainer_cfg.epochs)
+def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: float | None = None) -> tuple[Trainer, list[str], str]:
+    """Components plus optimizer and schedule; returns (trainer, classes, eval split name).
+    `max_lr` replaces `scheduler.max_lr` (needed when that is `auto`)."""
+    parts = parts or build_components(cfg)
+    peak = float(cfg.scheduler.max_lr if max_lr is None else max_lr)
+    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=peak)
+    schedule_cfg = OmegaConf.merge(cfg.scheduler, {"max_lr": peak})
+    scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=cfg.trainer.epochs)
     trainer = Trainer(
-        model,
+        parts.model,
         optimizer,
         scheduler,
-        train_loader,
-        eval_loader,
-        device,
-        precision=select_precision(trainer_cfg, device),
-        label_smoothing=trainer_cfg.label_smoothing,
-        grad_clip=trainer_cfg.grad_clip,
-        progress=trainer_cfg.progress,
+        parts.train_loader,
+        parts.eval_loader,
+        parts.device,
+        precision=parts.precision,
+        label_smoothing=cfg.trainer.label_smoothing,
+        grad_clip=cfg.trainer.grad_clip,
+        progress=cfg.trainer.progress,
     )
-    return trainer, splits.classes, splits.eval_name
+    return trainer, parts.classes, parts.eval_name
 
 
 def run_training(cfg: DictConfig, run_dir: Path) -> float:
     """Train, writing metrics.csv, checkpoints, summary.json and curves.png into `run_dir`;
     returns the final evaluation accuracy (the objective sweepers maximise)."""
     started = time.perf_counter()
-    trainer, classes, eval_name = build_trainer(cfg)
+    parts = build_components(cfg)
+    max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
+    trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
     resumed_from = _resume(cfg, trainer, run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -97,6 +76,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
 
     history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report])
     summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, resumed_from)
+    summary.update(max_lr=max_lr, max_lr_source=max_lr_source)
     write_json(run_dir / "summary.json", summary)
     plot_curves(run_dir / "curves.png", history, eval_name)
     log.info("final %s accuracy %.2f%% (best %.2f%%); outputs in %s", eval_name, 100 * history[-1].eval_acc, 100 * summary["best_eval_acc"], run_dir)

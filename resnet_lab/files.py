@@ -1,12 +1,14 @@
-"""Write-then-rename, so a crash or a kill leaves either the old or the new complete file."""
+"""Files written whole or not at all: write to a temporary sibling, fsync, rename over the target,
+so a crash or a kill leaves either the old or the new complete file."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @contextmanager
@@ -24,3 +26,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    with atomic_write(path, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.write("\n")

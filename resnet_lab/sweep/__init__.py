@@ -1,0 +1,1 @@
+"""Sweeps (config group `hparams_search`): the resumable Optuna sweeper and sweep reports."""

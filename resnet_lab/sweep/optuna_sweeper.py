@@ -1,0 +1,162 @@
+"""hydra-optuna-sweeper, extended in three thin ways:
+
+* the max_lr window is centred on an LR range test (a named lr_finder.json, the suggestion the
+  study stored on its first invocation, or a test run now into the sweep directory);
+* `n_trials` is the study's total: an invocation launches only what is missing, so the same
+  command run again continues the study instead of adding n_trials more;
+* each trial records its run directory and, when it fails, the one-line reason.
+
+Selected by `hydra.sweeper._target_` in conf/hparams_search/optuna.yaml; resnet_lab.cli registers
+it with Hydra's plugin registry before every app starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import DictConfig, OmegaConf
+
+from resnet_lab.cli import one_line
+from resnet_lab.config.schema import HParamsSearchConfig
+from resnet_lab.optim.lr_range import read_suggestion
+from resnet_lab.files import write_json
+
+log = logging.getLogger(__name__)
+
+SUGGESTION_ATTR = "lr_finder_suggestion"
+STUDY_FILE = "study.json"
+SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
+
+
+def absolute_storage(storage: str | None) -> str | None:
+    """SQLite URLs made absolute (and their folder created) so every invocation finds the file."""
+    if not storage or not storage.startswith("sqlite:///"):
+        return storage
+    path = Path(storage[len("sqlite:///") :]).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def trial_overrides(trial: optuna.trial.FrozenTrial) -> set[str]:
+    """The override strings the Optuna sweeper builds for a trial's parameters."""
+    return {f"{name}={value}" for name, value in trial.params.items()}
+
+
+class TrialRecordingLauncher(Launcher):
+    """Wraps the real launcher; after each batch, tags the batch's trials with run dir and failure."""
+
+    def __init__(self, inner: Launcher, study_name: str, storage: str | None) -> None:
+        self.inner = inner
+        self.study_name = study_name
+        self.storage = storage
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        returns = self.inner.launch(job_overrides, initial_job_idx)
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for overrides, result in zip(job_overrides, returns):
+            given = set(overrides)
+            trial = next((t for t in running if trial_overrides(t) <= given), None)
+            if trial is None:
+                continue
+            handle = optuna.trial.Trial(study, trial._trial_id)
+            if result.hydra_cfg is not None:
+                handle.set_user_attr("run_dir", str(result.hydra_cfg.hydra.runtime.output_dir))
+            if result.status is JobStatus.FAILED:
+                try:
+                    result.return_value
+                except Exception as error:
+                    handle.set_user_attr("fail_reason", one_line(error))
+        return returns
+
+
+class ResumableOptunaSweeper(OptunaSweeper):
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        impl = self.sweeper
+        impl.storage = absolute_storage(impl.storage)
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        impl.launcher = TrialRecordingLauncher(impl.launcher, impl.study_name, impl.storage)
+
+    def sweep(self, arguments: list[str]) -> None:
+        impl = self.sweeper
+        config = impl.config
+        search: HParamsSearchConfig = OmegaConf.to_object(config.hparams_search)
+        search.check("hparams_search")
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        study = optuna.create_study(
+            study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, direction="maximize", load_if_exists=True
+        )
+
+        if search.max_lr_bounds:
+            low, high = search.max_lr_bounds
+            suggestion = None
+        else:
+            suggestion = self._suggestion(search, study, sweep_dir)
+            low, high = suggestion / search.lr_low_factor, suggestion * search.lr_high_factor
+            log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
+        space = {
+            "scheduler.max_lr": f"tag(log, interval({low:.6g}, {high:.6g}))",
+            "optimizer.weight_decay": f"tag(log, interval({search.weight_decay_low:g}, {search.weight_decay_high:g}))",
+        }
+        impl.params = OmegaConf.merge(impl.params or {}, space)
+        self._save_config(config, sweep_dir, space, [low, high])
+        write_json(
+            sweep_dir / STUDY_FILE,
+            {"study_name": impl.study_name, "storage": impl.storage, "lr_finder_suggestion": suggestion, "params": space},
+        )
+
+        finished = [t for t in study.trials if t.state.is_finished()]
+        remaining = impl.n_trials - len(finished)
+        log.info("study %s has %d finished trials of %d; launching %d", impl.study_name, len(finished), impl.n_trials, max(0, remaining))
+        if remaining <= 0:
+            return
+        self._reseed(config, offset=len(study.trials))
+        impl.n_trials = remaining
+        impl.sweep(arguments)
+
+    def _save_config(self, config: DictConfig, sweep_dir: Path, space: dict[str, str], bounds: list[float]) -> None:
+        """multirun.yaml as Hydra's basic sweeper writes it, showing the search space actually
+        used; the live config stays as composed, since Hydra checks each job's hydra.sweeper
+        against it."""
+        saved = OmegaConf.to_container(config, resolve=False)
+        saved["hydra"]["sweeper"]["params"].update(space)
+        saved["hydra"]["sweeper"]["storage"] = self.sweeper.storage
+        saved["hparams_search"]["max_lr_bounds"] = [float(f"{b:.6g}") for b in bounds]
+        OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
+
+    def _suggestion(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> float:
+        if search.lr_finder_json:
+            value = read_suggestion(search.lr_finder_json)
+        elif SUGGESTION_ATTR in study.user_attrs:
+            value = float(study.user_attrs[SUGGESTION_ATTR])
+            log.info("reusing the study's LR-finder suggestion %.4g", value)
+            return value
+        else:
+            from resnet_lab.train.lr_auto import run_range_test
+
+            config = self.sweeper.config
+            task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            value = run_range_test(task_config, sweep_dir / "lr_finder").suggestion
+        study.set_user_attr(SUGGESTION_ATTR, value)
+        return value
+
+    def _reseed(self, config: DictConfig, offset: int) -> None:
+        """A continued study must not replay the first invocation's random draws."""
+        sampler_cfg = config.hydra.sweeper.sampler
+        if offset == 0 or sampler_cfg.get("_partial_") or sampler_cfg.get("seed") is None:
+            return
+        options: dict[str, Any] = OmegaConf.to_container(sampler_cfg, resolve=True)
+        options["seed"] = int(options["seed"]) + offset
+        self.sweeper.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)

@@ -1,0 +1,230 @@
+"""Sweep reports: sweep_summary.json, trials.csv and PNG plots, for Optuna studies and for plain
+`-m` grid multiruns alike (a grid's trials are read back from its job directories)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from resnet_lab.files import atomic_write
+from resnet_lab.files import write_json
+
+log = logging.getLogger(__name__)
+
+LR_KEY = "scheduler.max_lr"
+WD_KEY = "optimizer.weight_decay"
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    run_dir: str | None = None
+    fail_reason: str | None = None
+
+
+@dataclass
+class SweepReport:
+    kind: str  # "optuna" or "grid"
+    sweep_dir: str
+    trials: list[TrialRecord]
+    lr_suggestion: float | None = None
+    study: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+
+    def best(self) -> TrialRecord | None:
+        return max(self.complete, key=lambda t: t.value, default=None)
+
+
+def from_study(study, sweep_dir: Path) -> SweepReport:
+    records = [
+        TrialRecord(
+            number=t.number,
+            state=t.state.name,
+            value=t.value,
+            params=dict(t.params),
+            run_dir=t.user_attrs.get("run_dir"),
+            fail_reason=t.user_attrs.get("fail_reason"),
+        )
+        for t in study.trials
+    ]
+    suggestion = study.user_attrs.get("lr_finder_suggestion")
+    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name})
+
+
+def from_job_dirs(sweep_dir: Path) -> SweepReport:
+    """A grid multirun: each numbered job directory's overrides and summary.json."""
+    records = []
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    for job in jobs:
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+        params = dict(item.split("=", 1) for item in overrides if "=" in item and not item.startswith("hydra"))
+        params = {key: _number(value) for key, value in params.items()}
+        summary_file = job / "summary.json"
+        if summary_file.is_file():
+            value = json.loads(summary_file.read_text())["final"]["eval_acc"]
+            records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job)))
+        else:
+            records.append(TrialRecord(int(job.name), "FAIL", None, params, str(job), "no summary.json: the job failed or is unfinished"))
+    return SweepReport("grid", str(sweep_dir), records)
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
+
+
+def write_report(report: SweepReport, study=None) -> list[Path]:
+    """Writes the summary, the CSV and the plots into the sweep directory; returns the plots."""
+    out = Path(report.sweep_dir)
+    best = report.best()
+    write_json(
+        out / "sweep_summary.json",
+        {
+            "kind": report.kind,
+            **report.study,
+            "lr_finder_suggestion": report.lr_suggestion,
+            "n_trials": len(report.trials),
+            "n_complete": len(report.complete),
+            "n_failed": sum(t.state == "FAIL" for t in report.trials),
+            "best": asdict(best) if best else None,
+            "trials": [asdict(t) for t in report.trials],
+        },
+    )
+    _write_csv(out / "trials.csv", report.trials)
+    plots = [_plot_history(report, out / "optimization_history.png")]
+    if report.kind == "optuna":
+        plots.append(_plot_lr_wd(report, out / "max_lr_vs_weight_decay.png"))
+        if study is not None:
+            plots.append(_plot_importances(study, out / "param_importances.png"))
+    else:
+        plots.append(_plot_accuracy_vs_lr(report, out / "accuracy_vs_max_lr.png"))
+    made = [p for p in plots if p is not None]
+    log.info("sweep report: %d trials (%d complete), best %s -> %s", len(report.trials), len(report.complete), best and best.value, out)
+    return made
+
+
+def _write_csv(path: Path, trials: list[TrialRecord]) -> None:
+    keys = sorted({k for t in trials for k in t.params})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "state", "value", *keys, "run_dir", "fail_reason"])
+    for t in trials:
+        writer.writerow([t.number, t.state, t.value, *(t.params.get(k) for k in keys), t.run_dir, t.fail_reason])
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    _pyplot().close(figure)
+    return path
+
+
+def _plot_history(report: SweepReport, path: Path) -> Path:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    done = sorted(report.complete, key=lambda t: t.number)
+    if done:
+        axis.scatter([t.number for t in done], [100 * t.value for t in done], label="trial accuracy")
+        running, best = [], -math.inf
+        for t in done:
+            best = max(best, t.value)
+            running.append(100 * best)
+        axis.step([t.number for t in done], running, where="post", color="tab:red", label="best so far")
+    failed = [t for t in report.trials if t.state == "FAIL"]
+    if failed:
+        axis.scatter([t.number for t in failed], [0] * len(failed), marker="x", color="black", label="failed")
+    axis.set(xlabel="trial", ylabel="final eval accuracy (%)", title="optimisation history")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(figure, path)
+
+
+def _plot_lr_wd(report: SweepReport, path: Path) -> Path | None:
+    plt = _pyplot()
+    done = [t for t in report.complete if LR_KEY in t.params and WD_KEY in t.params]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    if done:
+        points = axis.scatter(
+            [t.params[LR_KEY] for t in done], [t.params[WD_KEY] for t in done], c=[100 * t.value for t in done], cmap="viridis", s=60
+        )
+        figure.colorbar(points, ax=axis, label="final eval accuracy (%)")
+    failed = [t for t in report.trials if t.state == "FAIL" and LR_KEY in t.params]
+    if failed:
+        axis.scatter([t.params[LR_KEY] for t in failed], [t.params.get(WD_KEY, float("nan")) for t in failed], marker="x", color="red", label="failed")
+    if report.lr_suggestion:
+        axis.axvline(report.lr_suggestion, color="tab:green", linestyle="--", label=f"LR-finder suggestion {report.lr_suggestion:.3g}")
+    axis.set(xscale="log", yscale="log", xlabel="max_lr", ylabel="weight_decay", title="max_lr vs weight_decay")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(loc="best")
+    return _save(figure, path)
+
+
+def _plot_importances(study, path: Path) -> Path | None:
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        log.info("parameter importances need >= 2 complete trials; skipped")
+        return None
+    importances = optuna.importance.get_param_importances(study)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 3))
+    names = list(importances)[::-1]
+    axis.barh(names, [importances[n] for n in names], color="tab:blue")
+    axis.set(xlabel="importance (Optuna default evaluator)", title="parameter importances")
+    return _save(figure, path)
+
+
+def _plot_accuracy_vs_lr(report: SweepReport, path: Path) -> Path | None:
+    done = [t for t in report.complete if isinstance(t.params.get(LR_KEY), (int, float))]
+    if not done:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.scatter([t.params[LR_KEY] for t in done], [100 * t.value for t in done], s=60)
+    for t in done:
+        axis.annotate(str(t.number), (t.params[LR_KEY], 100 * t.value), textcoords="offset points", xytext=(4, 4))
+    axis.set(xscale="log", xlabel="max_lr", ylabel="final eval accuracy (%)", title="accuracy vs max_lr")
+    axis.grid(alpha=0.3, which="both")
+    return _save(figure, path)
+
+
+def report_sweep_dir(sweep_dir: Path) -> list[Path]:
+    """Rebuild the report of a sweep directory: an Optuna study (its study.json names the
+    storage) or a grid multirun."""
+    study_file = sweep_dir / "study.json"
+    if study_file.is_file():
+        import optuna
+
+        saved = json.loads(study_file.read_text())
+        study = optuna.load_study(study_name=saved["study_name"], storage=saved["storage"])
+        return write_report(from_study(study, sweep_dir), study)
+    return write_report(from_job_dirs(sweep_dir))

@@ -1,0 +1,39 @@
+"""Where a run's peak LR comes from when `scheduler.max_lr=auto`: a given lr_finder.json or a
+range test on the very model and data the run is about to train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from resnet_lab.config import validate
+from resnet_lab.config.schema import AUTO
+from resnet_lab.optim import build_optimizer
+from resnet_lab.optim.lr_range import RangeTestResult, range_test, read_suggestion, save_result
+from resnet_lab.train.components import Components, build_components
+
+
+def run_range_test(cfg: DictConfig, out_dir: Path, parts: Components | None = None) -> RangeTestResult:
+    typed = validate(cfg)
+    parts = parts or build_components(cfg)
+    finder_cfg = typed["lr_finder"]
+    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr)
+    result = range_test(
+        parts.model, optimizer, parts.train_loader, parts.eval_loader, finder_cfg, parts.precision, cfg.trainer.label_smoothing
+    )
+    save_result(result, out_dir)
+    return result
+
+
+def resolve_max_lr(cfg: DictConfig, parts: Components, run_dir: Path) -> tuple[float, str]:
+    """(peak LR, where it came from)."""
+    if cfg.scheduler.max_lr != AUTO:
+        return float(cfg.scheduler.max_lr), "config"
+    if cfg.lr_finder.file:
+        path = to_absolute_path(str(cfg.lr_finder.file))
+        key = "suggestion" if cfg.lr_finder.suggestion is None else str(getattr(cfg.lr_finder.suggestion, "value", cfg.lr_finder.suggestion))
+        return read_suggestion(path, key), path
+    result = run_range_test(cfg, run_dir, parts)
+    return result.suggestion, str(run_dir / "lr_finder.json")

@@ -1,0 +1,102 @@
+"""Optuna sweeps through the real CLI: LR-finder window, resumable totals, failed trials, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from conftest import TINY, run_cli, write_image_folder
+
+pytestmark = pytest.mark.slow
+
+
+def sweep(cwd: Path, name: str, *extra: str):
+    root = cwd / "im"
+    if not root.exists():
+        write_image_folder(root, train_per_class=24, test_per_class=8)
+    return run_cli(
+        "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={root}", *TINY,
+        "trainer.epochs=1", "lr_finder.num_iter=30", f"hydra.sweep.dir={name}", "hydra.sweeper.storage=sqlite:///studies/test.db",
+        *extra, cwd=cwd,
+    )
+
+
+def finished(cwd: Path, study_name: str = "resnet_lab") -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{cwd / 'studies' / 'test.db'}")
+    return [t for t in study.trials if t.state.is_finished()]
+
+
+def test_sweep_runs_reports_and_continues_to_the_total(tmp_path):
+    first = sweep(tmp_path, "s1", "hydra.sweeper.n_trials=4")
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "s1"
+    summary = json.loads((out / "sweep_summary.json").read_text())
+    assert summary["n_trials"] == 4 and summary["n_complete"] == 4 and summary["best"]["value"] is not None
+    for plot in ("optimization_history.png", "max_lr_vs_weight_decay.png", "param_importances.png"):
+        assert (out / plot).stat().st_size > 5_000, plot
+    assert len((out / "trials.csv").read_text().splitlines()) == 5
+    suggestion = json.loads((out / "lr_finder" / "lr_finder.json").read_text())["suggestion"]
+    assert summary["lr_finder_suggestion"] == suggestion
+    low, high = yaml.safe_load((out / "multirun.yaml").read_text())["hparams_search"]["max_lr_bounds"]
+    assert low == pytest.approx(suggestion / 10, rel=1e-5) and high == pytest.approx(suggestion * 3, rel=1e-5)
+    assert all(low <= t["params"]["scheduler.max_lr"] <= high for t in summary["trials"])
+    assert {Path(t["run_dir"]).name for t in summary["trials"]} == {"0", "1", "2", "3"}
+
+    again = sweep(tmp_path, "s2", "hydra.sweeper.n_trials=6")
+    assert again.returncode == 0, again.stderr
+    trials = finished(tmp_path)
+    assert len(trials) == 6 and sorted(t.number for t in trials) == list(range(6))
+    assert len({t.params["scheduler.max_lr"] for t in trials}) == 6
+    assert not (tmp_path / "s2" / "lr_finder").exists(), "the continued study must reuse its stored suggestion"
+    assert "has 4 finished trials of 6; launching 2" in again.stdout + again.stderr
+
+    done = sweep(tmp_path, "s3", "hydra.sweeper.n_trials=6")
+    assert done.returncode == 0 and len(finished(tmp_path)) == 6
+
+
+def test_bounds_follow_a_named_lr_finder_json(tmp_path):
+    given = tmp_path / "lr_finder.json"
+    given.write_text(json.dumps({"suggestion": 0.02}))
+    result = sweep(tmp_path, "named", "hydra.sweeper.n_trials=2", f"hparams_search.lr_finder_json={given}", "hparams_search.lr_high_factor=2")
+    assert result.returncode == 0, result.stderr
+    saved = yaml.safe_load((tmp_path / "named" / "multirun.yaml").read_text())
+    assert saved["hparams_search"]["max_lr_bounds"] == [0.002, 0.04]
+    assert saved["hydra"]["sweeper"]["params"]["scheduler.max_lr"] == "tag(log, interval(0.002, 0.04))"
+    assert all(0.002 <= t.params["scheduler.max_lr"] <= 0.04 for t in finished(tmp_path))
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
+    (tmp_path / "studies").mkdir()
+    study = optuna.create_study(study_name="diverge", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}", direction="maximize")
+    study.enqueue_trial({"scheduler.max_lr": 1e6, "optimizer.weight_decay": 1e-4})
+    result = sweep(tmp_path, "d", "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=diverge", "hparams_search.max_lr_bounds=[0.01,0.1]")
+    assert result.returncode == 0, result.stderr
+    trials = sorted(finished(tmp_path, "diverge"), key=lambda t: t.number)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert "loss became nan" in trials[0].user_attrs["fail_reason"] and "lower scheduler.max_lr" in trials[0].user_attrs["fail_reason"]
+    summary = json.loads((tmp_path / "d" / "sweep_summary.json").read_text())
+    assert summary["n_failed"] == 1 and summary["trials"][0]["fail_reason"].startswith("training loss became nan")
+
+
+def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
+    result = run_cli(
+        "resnet_lab.train", "-m", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=1",
+        "scheduler.max_lr=0.01,0.05,0.1", "hydra.sweep.dir=grid", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary_file = tmp_path / "grid" / "sweep_summary.json"
+    summary = json.loads(summary_file.read_text())
+    assert summary["kind"] == "grid" and summary["n_complete"] == 3
+    assert [t["params"]["scheduler.max_lr"] for t in summary["trials"]] == [0.01, 0.05, 0.1]
+    assert (tmp_path / "grid" / "accuracy_vs_max_lr.png").is_file()
+    summary_file.unlink()
+    rebuilt = run_cli("resnet_lab.sweep_report", "grid", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(summary_file.read_text())["n_trials"] == 3
+    missing = run_cli("resnet_lab.sweep_report", "nowhere", cwd=tmp_path)
+    assert missing.returncode == 2 and "not a directory" in missing.stderr
