@@ -100,3 +100,16 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     assert json.loads(summary_file.read_text())["n_trials"] == 3
     missing = run_cli("resnet_lab.sweep_report", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+
+
+@pytest.mark.parametrize("sampler", ["random", "grid"])
+def test_other_samplers_by_override(tmp_path, sampler):
+    result = sweep(
+        tmp_path, sampler, "hydra.sweeper.n_trials=2", f"hydra/sweeper/sampler={sampler}", f"hydra.sweeper.study_name={sampler}",
+        "hparams_search.max_lr_bounds=[0.01,0.04]",
+    )
+    assert result.returncode == 0, result.stderr
+    trials = finished(tmp_path, sampler)
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    if sampler == "grid":
+        assert all(t.params["scheduler.max_lr"] in (0.01, 0.02, 0.04) for t in trials)

@@ -174,7 +174,7 @@ AUTO = "auto"
 class SchedulerConfig:
     _target_: str = MISSING
     _partial_: bool = True
-    max_lr: Union[float, str] = 0.1
+    max_lr: Union[float, int, str] = 0.1
 
     def check(self, key: str) -> None:
         if isinstance(self.max_lr, str):
@@ -292,8 +292,10 @@ class HParamsSearchConfig:
     lr_high_factor: float = 3.0
     weight_decay_low: float = 1e-5
     weight_decay_high: float = 1e-3
+    grid_points: int = 3
 
     def check(self, key: str) -> None:
+        require(self.grid_points >= 2, f"{key}.grid_points", self.grid_points, "an integer >= 2")
         if self.max_lr_bounds is not None:
             bounds = self.max_lr_bounds
             require(len(bounds) == 2 and 0 < bounds[0] < bounds[1], f"{key}.max_lr_bounds", bounds, "null (from the LR range test) or [low, high] with 0 < low < high")

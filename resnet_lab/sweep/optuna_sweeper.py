@@ -12,6 +12,7 @@ it with Hydra's plugin registry before every app starts.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,6 +49,14 @@ def absolute_storage(storage: str | None) -> str | None:
 def trial_overrides(trial: optuna.trial.FrozenTrial) -> set[str]:
     """The override strings the Optuna sweeper builds for a trial's parameters."""
     return {f"{name}={value}" for name, value in trial.params.items()}
+
+
+def _log_space(low: float, high: float, grid_points: int | None) -> str:
+    """A log-uniform interval, or for the grid sampler `grid_points` log-spaced choices."""
+    if grid_points is None:
+        return f"tag(log, interval({low:.6g}, {high:.6g}))"
+    ratio = (high / low) ** (1 / (grid_points - 1))
+    return "choice(" + ", ".join(f"{low * ratio**i:.4g}" for i in range(grid_points)) + ")"
 
 
 class TrialRecordingLauncher(Launcher):
@@ -107,8 +116,10 @@ class ResumableOptunaSweeper(OptunaSweeper):
             low, high = suggestion / search.lr_low_factor, suggestion * search.lr_high_factor
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
         space = {
-            "scheduler.max_lr": f"tag(log, interval({low:.6g}, {high:.6g}))",
-            "optimizer.weight_decay": f"tag(log, interval({search.weight_decay_low:g}, {search.weight_decay_high:g}))",
+            "scheduler.max_lr": _log_space(low, high, search.grid_points if self._is_grid() else None),
+            "optimizer.weight_decay": _log_space(
+                search.weight_decay_low, search.weight_decay_high, search.grid_points if self._is_grid() else None
+            ),
         }
         impl.params = OmegaConf.merge(impl.params or {}, space)
         self._save_config(config, sweep_dir, space, [low, high])
@@ -125,6 +136,10 @@ class ResumableOptunaSweeper(OptunaSweeper):
         self._reseed(config, offset=len(study.trials))
         impl.n_trials = remaining
         impl.sweep(arguments)
+
+    def _is_grid(self) -> bool:
+        sampler = self.sweeper.sampler
+        return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
 
     def _save_config(self, config: DictConfig, sweep_dir: Path, space: dict[str, str], bounds: list[float]) -> None:
         """multirun.yaml as Hydra's basic sweeper writes it, showing the search space actually
