@@ -1,19 +1,32 @@
-"""`python -m resnet_lab.lr_find [overrides]`: the LR range test, written into its run directory."""
+"""`python -m resnet_lab.lr_find [overrides]`: the LR range test, written into its run directory
+and, with logger=wandb, recorded as a W&B run of job_type lr_find."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab.cli import run_app
+from resnet_lab.config import validate
+from resnet_lab.track import build_tracker
 from resnet_lab.train.lr_auto import run_range_test
 
 
 def lr_find(cfg: DictConfig) -> float:
-    result = run_range_test(cfg, Path(HydraConfig.get().runtime.output_dir))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    tracker = build_tracker(validate(cfg)["logger"], out_dir, OmegaConf.to_container(cfg, resolve=True), job_type="lr_find")
+    exit_code = 1
+    try:
+        result = run_range_test(cfg, out_dir)
+        tracker.log_images({"lr_finder": out_dir / "lr_finder.png"})
+        tracker.summarise({"suggestion": result.suggestion, "steepest": result.steepest, "valley": result.valley, "chosen": result.chosen})
+        exit_code = 0
+    finally:
+        tracker.finish(exit_code)
     print(f"suggested max_lr: {result.suggestion:.4g} ({result.chosen}; steepest {result.steepest:.4g}, valley {result.valley:.4g})")
+    print(f"use it: python -m resnet_lab.train scheduler.max_lr=auto lr_finder.file={out_dir / 'lr_finder.json'}")
     return result.suggestion
 
 

@@ -34,6 +34,8 @@ TINY = [
     "trainer.progress=false",
     "data.batch_size=8",
     "data.eval_batch_size=64",
+    "logger=none",
+    "explain=none",
 ]
 
 

@@ -20,7 +20,7 @@ OPTIONS = [(group, option) for group, options in SCHEMAS.items() for option in o
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_validates_and_builds(group, option, image_root):
-    overrides = [f"{group}={option}", *TINY]
+    overrides = [*TINY, f"{group}={option}"]
     if group != "data" or option == "image_folder":
         overrides += ["data=image_folder", f"data.root={image_root}"]
     cfg = compose_config(overrides)

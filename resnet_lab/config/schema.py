@@ -305,6 +305,39 @@ class HParamsSearchConfig:
         require(self.weight_decay_high > self.weight_decay_low, f"{key}.weight_decay_high", self.weight_decay_high, f"a value > weight_decay_low={self.weight_decay_low}")
 
 
+class LoggerKind(str, Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+WANDB_MODES = ("offline", "online", "disabled", "shared")
+
+
+@dataclass
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.none
+    mode: str = "offline"
+    project: str = "resnet_lab"
+    entity: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+    def check(self, key: str) -> None:
+        require(self.mode in WANDB_MODES, f"{key}.mode", self.mode, f"one of {', '.join(WANDB_MODES)}")
+        require(bool(self.project), f"{key}.project", self.project, "a non-empty W&B project name")
+
+
+@dataclass
+class ExplainConfig:
+    enabled: bool = True
+    n_images: int = 22
+    target_layer: str = "layer3.1"
+    columns: int = 4
+
+    def check(self, key: str) -> None:
+        require(self.n_images >= 1, f"{key}.n_images", self.n_images, "an integer >= 1")
+        require(self.columns >= 1, f"{key}.columns", self.columns, "an integer >= 1")
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"custom_resnet": ModelConfig},
     "data": {"cifar10": DataConfig, "image_folder": DataConfig},
@@ -313,6 +346,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "scheduler": {"onecycle": OneCycleConfig, "cosine": CosineConfig, "step": StepConfig, "constant": ConstantConfig},
     "trainer": {"default": TrainerConfig},
     "lr_finder": {"default": LRFinderConfig},
+    "logger": {"wandb": LoggerConfig, "none": LoggerConfig},
+    "explain": {"gradcam": ExplainConfig, "none": ExplainConfig},
 }
 
 GROUPS = tuple(SCHEMAS)
@@ -328,7 +363,7 @@ def register_schemas() -> None:
             store.store(group=f"schema/{group}", name=option, node=schema)
 
 
-TOP_LEVEL_KEYS = ("resume_from",)
+TOP_LEVEL_KEYS = ("resume_from", "reproduced_from")
 
 
 def allowed_keys(schema_name: str) -> list[str]:

@@ -10,7 +10,8 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_lab.config import ConfigError
+from resnet_lab.config import ConfigError, validate
+from resnet_lab.explain import explain_misclassified
 from resnet_lab.optim import build_optimizer, build_scheduler
 from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
@@ -19,6 +20,7 @@ from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.loop import EpochMetrics, Trainer
 from resnet_lab.files import write_json
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
+from resnet_lab.track import Tracker, build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +49,29 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
 
 
 def run_training(cfg: DictConfig, run_dir: Path) -> float:
-    """Train, writing metrics.csv, checkpoints, summary.json and curves.png into `run_dir`;
-    returns the final evaluation accuracy (the objective sweepers maximise)."""
+    """Train, writing metrics.csv, checkpoints, summary.json, curves.png (and the explain
+    outputs) into `run_dir`, tracked in one W&B run that is finished even on failure; returns
+    the final evaluation accuracy (the objective sweepers maximise)."""
     started = time.perf_counter()
+    typed = validate(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train")
+    exit_code = 1
+    try:
+        accuracy = _train(cfg, typed, resolved, run_dir, tracker, started)
+        exit_code = 0
+    finally:
+        tracker.finish(exit_code)
+    print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
+    return accuracy
+
+
+def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker: Tracker, started: float) -> float:
     parts = build_components(cfg)
     max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
     trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
     resumed_from = _resume(cfg, trainer, run_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     best = {"acc": max((m.eval_acc for m in trainer.history), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
@@ -73,14 +89,50 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
             metrics.epoch, cfg.trainer.epochs, metrics.train_loss, 100 * metrics.train_acc, eval_name,
             metrics.eval_loss, 100 * metrics.eval_acc, metrics.lr, metrics.epoch_time_s, metrics.images_per_s,
         )
+        tracker.log(
+            {
+                "epoch": metrics.epoch, "train/loss": metrics.train_loss, "train/acc": metrics.train_acc,
+                f"{eval_name}/loss": metrics.eval_loss, f"{eval_name}/acc": metrics.eval_acc, "lr": metrics.lr,
+                "epoch_time_s": metrics.epoch_time_s, "images_per_s": metrics.images_per_s,
+            },
+            step=metrics.epoch,
+        )
 
     history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report])
     summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, resumed_from)
-    summary.update(max_lr=max_lr, max_lr_source=max_lr_source)
+    summary.update(max_lr=max_lr, max_lr_source=max_lr_source, reproduced_from=cfg.reproduced_from, wandb_run_dir=tracker.run_dir)
     write_json(run_dir / "summary.json", summary)
     plot_curves(run_dir / "curves.png", history, eval_name)
+    if typed["explain"].enabled:
+        cells = explain_misclassified(trainer.model, trainer.eval_loader, classes, typed["explain"], run_dir)
+        tracker.log_table(
+            "misclassified_gradcam",
+            ["image", "gradcam_overlay", "predicted", "true", "confidence"],
+            [[c.image, c.overlay, c.predicted, c.true, c.confidence] for c in cells],
+            image_columns=("image", "gradcam_overlay"),
+        )
+    _track_outputs(tracker, run_dir, summary)
     log.info("final %s accuracy %.2f%% (best %.2f%%); outputs in %s", eval_name, 100 * history[-1].eval_acc, 100 * summary["best_eval_acc"], run_dir)
     return history[-1].eval_acc
+
+
+def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
+    tracker.log_images(
+        {
+            "curves": run_dir / "curves.png",
+            "lr_finder": run_dir / "lr_finder.png",
+            "confusion_matrix": run_dir / "confusion_matrix.png",
+            "misclassified_gradcam_grid": run_dir / "misclassified_gradcam.png",
+        }
+    )
+    tracker.summarise(
+        {key: summary[key] for key in ("best_eval_acc", "best_epoch", "best_train_acc", "wall_time_s", "num_params", "max_lr", "precision", "device_name")}
+        | {"final_eval_acc": summary["final"]["eval_acc"], "final_train_acc": summary["final"]["train_acc"]}
+    )
+    if (run_dir / "checkpoints" / BEST).is_file():
+        tracker.log_artifact("best-checkpoint", "model", run_dir / "checkpoints" / BEST)
+    if (run_dir / ".hydra").is_dir():
+        tracker.log_artifact("hydra-config", "config", run_dir / ".hydra")
 
 
 def _resume(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> str | None:

@@ -1,0 +1,160 @@
+"""GradCAM galleries of misclassified test images, with the grad-cam package.
+
+GradCAM runs in fp32, outside autocast, on the plain (uncompiled) module, for the class the model
+predicted: the question a gallery answers is "what made it say that?". The model's train/eval
+mode and every parameter's requires_grad are put back afterwards, so a job's results do not
+depend on whether the gallery was drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from resnet_lab.config.errors import ConfigError
+from resnet_lab.config.schema import ExplainConfig
+from resnet_lab.data.loader import DeviceLoader
+from resnet_lab.files import atomic_write, write_json
+
+
+@dataclass
+class GalleryCell:
+    index: int
+    true: str
+    predicted: str
+    confidence: float
+    image: np.ndarray  # HxWx3 uint8, un-normalised
+    overlay: np.ndarray  # HxWx3 uint8, GradCAM heat map blended onto the image
+
+    @property
+    def title(self) -> str:
+        return f"pred: {self.predicted} / true: {self.true} (p={self.confidence:.2f})"
+
+
+@contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    modes = {name: module.training for name, module in model.named_modules()}
+    grads = {name: p.requires_grad for name, p in model.named_parameters()}
+    try:
+        yield
+    finally:
+        for name, module in model.named_modules():
+            module.train(modes[name])
+        for name, p in model.named_parameters():
+            p.requires_grad_(grads[name])
+
+
+def target_layer(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name not in modules:
+        blocks = [n for n in modules if n and n.count(".") <= 1]
+        raise ConfigError(f"explain.target_layer={name!r} is not a module of the model; allowed e.g.: {', '.join(blocks)}")
+    return modules[name]
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, loader: DeviceLoader) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(predicted class, its softmax probability, true label) for every evaluation image, fp32."""
+    model.eval()
+    preds, probs, labels = [], [], []
+    for images, batch_labels in loader:
+        p = torch.softmax(model(images.float()).float(), dim=1)
+        confidence, pred = p.max(dim=1)
+        preds.append(pred)
+        probs.append(confidence)
+        labels.append(batch_labels)
+    return torch.cat(preds), torch.cat(probs), torch.cat(labels)
+
+
+def confusion_matrix(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> np.ndarray:
+    counts = torch.bincount(true * num_classes + predicted, minlength=num_classes**2)
+    return counts.view(num_classes, num_classes).cpu().numpy()
+
+
+def explain_misclassified(
+    model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: ExplainConfig, out_dir: Path
+) -> list[GalleryCell]:
+    """Writes misclassified_gradcam.png, misclassified.json and confusion_matrix.png."""
+    with preserved_state(model):
+        predicted, confidence, true = predictions(model, loader)
+        wrong = torch.nonzero(predicted != true).flatten()[: cfg.n_images].tolist()
+        images = loader.images[wrong].float() if wrong else None
+        cells: list[GalleryCell] = []
+        if wrong:
+            normalised = (images - loader.mean) * loader.inv_std
+            for p in model.parameters():
+                p.requires_grad_(True)
+            with torch.autocast(loader.device.type, enabled=False), GradCAM(model=model, target_layers=[target_layer(model, cfg.target_layer)]) as cam:
+                maps = cam(input_tensor=normalised.contiguous(), targets=[ClassifierOutputTarget(int(predicted[i])) for i in wrong])
+            pixels = images.permute(0, 2, 3, 1).cpu().numpy() / 255.0
+            for k, i in enumerate(wrong):
+                overlay = show_cam_on_image(pixels[k].astype(np.float32), maps[k], use_rgb=True, image_weight=0.5)
+                cells.append(
+                    GalleryCell(i, classes[int(true[i])], classes[int(predicted[i])], float(confidence[i]), (pixels[k] * 255).round().astype(np.uint8), overlay)
+                )
+    matrix = confusion_matrix(predicted, true, len(classes))
+    write_json(
+        out_dir / "misclassified.json",
+        {
+            "n_misclassified": int((predicted != true).sum()),
+            "n_evaluated": len(true),
+            "target_layer": cfg.target_layer,
+            "images": [{"index": c.index, "true": c.true, "predicted": c.predicted, "confidence": c.confidence} for c in cells],
+        },
+    )
+    _plot_gallery(cells, out_dir / "misclassified_gradcam.png", cfg.columns)
+    _plot_confusion(matrix, classes, out_dir / "confusion_matrix.png")
+    return cells
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_gallery(cells: list[GalleryCell], path: Path, columns: int) -> None:
+    plt = _pyplot()
+    columns = max(1, min(columns, len(cells)))
+    rows = max(1, math.ceil(len(cells) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 1.9 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, cell in zip(axes.flat, cells):
+        axis.imshow(np.concatenate([cell.image, cell.overlay], axis=1), interpolation="nearest")
+        axis.set_title(cell.title, fontsize=7)
+    if not cells:
+        axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    figure.tight_layout()
+    with atomic_write(path) as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    plt.close(figure)
+
+
+def _plot_confusion(matrix: np.ndarray, classes: list[str], path: Path) -> None:
+    plt = _pyplot()
+    size = max(4, 0.6 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title="confusion matrix")
+    axis.set_xticklabels(classes, rotation=45, ha="right")
+    axis.set_yticklabels(classes)
+    for (r, c), count in np.ndenumerate(matrix):
+        axis.text(c, r, str(count), ha="center", va="center", fontsize=7, color="white" if count > matrix.max() / 2 else "black")
+    figure.tight_layout()
+    with atomic_write(path) as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)

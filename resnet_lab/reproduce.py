@@ -1,0 +1,164 @@
+"""`python -m resnet_lab.reproduce <run_dir | checkpoint.pt | W&B run dir> [overrides...]`
+
+Re-runs a finished run from the config it saved, into a new run directory, and prints the old and
+new final metrics side by side. The saved config is turned back into command-line overrides (the
+group choices, then every leaf value), so the rerun goes through exactly the same Hydra
+composition and validation as any run, and extra overrides apply on top.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from resnet_lab.config.errors import ConfigError
+from resnet_lab.config.schema import GROUPS, SCHEMAS
+
+# Keys of a saved config that describe where it came from rather than what it trains.
+NOT_REPLAYED = ("resume_from", "reproduced_from", "hparams_search", "overrides", "hydra")
+METRICS = ("train_loss", "train_acc", "eval_loss", "eval_acc")
+
+
+def _from_hydra_dir(run_dir: Path) -> tuple[dict, dict[str, str]]:
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)
+        choices = dict(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices)
+    except Exception as error:
+        raise ConfigError(f"the saved config in {run_dir / '.hydra'} is damaged ({type(error).__name__}: {error})") from error
+    if not isinstance(config, dict):
+        raise ConfigError(f"{run_dir / '.hydra' / 'config.yaml'} is not a run config")
+    return config, {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+
+
+def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]:
+    """(config, group choices when known, what it was read from)."""
+    from resnet_lab.track.offline_run import find_transaction_log, read_offline_run
+    from resnet_lab.train.checkpoint import load_checkpoint
+
+    if not location.exists():
+        raise ConfigError(f"{location} does not exist; pass a run directory, a checkpoint .pt file or a W&B run directory")
+    if location.is_file():
+        return load_checkpoint(location)["config"], None, f"checkpoint {location}"
+    if (location / ".hydra" / "config.yaml").is_file():
+        config, choices = _from_hydra_dir(location)
+        return config, choices, f"{location / '.hydra'}"
+    if find_transaction_log(location) is not None:
+        return read_offline_run(location).config, None, f"W&B run {find_transaction_log(location)}"
+    for name in ("last.pt", "best.pt"):
+        if (location / "checkpoints" / name).is_file():
+            return load_checkpoint(location / "checkpoints" / name)["config"], None, f"checkpoint {location / 'checkpoints' / name}"
+    raise ConfigError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt or a W&B run log)")
+
+
+def infer_choices(config: dict) -> dict[str, str]:
+    """Group options of a config saved without Hydra's choices (checkpoint, W&B run): the option
+    whose YAML sets the same `_target_` / format / kind / enabled; every value is replayed
+    afterwards anyway, so only the schema (the allowed keys) depends on this choice."""
+    return {group: (_option_from_yaml(group, config.get(group, {})) or list(options))[0] for group, options in SCHEMAS.items()}
+
+
+def _option_from_yaml(group: str, node: dict) -> list[str]:
+    """Options whose YAML sets the same discriminating value as the saved node."""
+    from resnet_lab import CONF_DIR
+
+    found = []
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        option = OmegaConf.to_container(OmegaConf.load(path))
+        keys = [k for k in ("_target_", "format", "kind", "enabled") if k in option and k in node]
+        if keys and all(str(option[k]) == str(node[k]) for k in keys):
+            found.append(path.stem)
+    return found
+
+
+def _quote(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_quote(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def _leaves(prefix: str, node: Any) -> list[str]:
+    if isinstance(node, dict):
+        if not node:
+            return [f"{prefix}={{}}"]
+        return [item for key, value in node.items() for item in _leaves(f"{prefix}.{key}", value)]
+    return [f"{prefix}={_quote(node)}"]
+
+
+def overrides_for(config: dict, choices: dict[str, str] | None) -> list[str]:
+    chosen = choices or {}
+    inferred = infer_choices(config)
+    result = [f"{group}={chosen.get(group, inferred[group])}" for group in GROUPS]
+    if "experiment" in chosen:
+        result.append(f"experiment={chosen['experiment']}")
+    for key, value in config.items():
+        if key not in NOT_REPLAYED:
+            result += _leaves(key, value)
+    return result
+
+
+def final_metrics(run_dir: Path) -> dict[str, float]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {**{key: summary["final"][key] for key in METRICS}, "best_eval_acc": summary["best_eval_acc"]}
+
+
+def original_metrics(location: Path) -> dict[str, float] | None:
+    run_dir = location.parent.parent if location.is_file() else location
+    if (run_dir / "summary.json").is_file():
+        return final_metrics(run_dir)
+    from resnet_lab.track.offline_run import find_transaction_log, read_offline_run
+
+    if location.is_dir() and find_transaction_log(location) is not None:
+        summary = read_offline_run(location).summary
+        mapping = {"train_loss": "train/loss", "train_acc": "train/acc", "eval_loss": "test/loss", "eval_acc": "test/acc", "best_eval_acc": "best_eval_acc"}
+        return {k: summary[v] for k, v in mapping.items() if v in summary}
+    return None
+
+
+def comparison_table(old: dict[str, float] | None, new: dict[str, float]) -> str:
+    lines = [f"{'metric':<15}{'original':>14}{'rerun':>14}{'difference':>14}"]
+    for key, value in new.items():
+        before = None if old is None else old.get(key)
+        diff = "" if before is None else f"{value - before:+.6g}"
+        lines.append(f"{key:<15}{'n/a' if before is None else f'{before:.6g}':>14}{value:>14.6g}{diff:>14}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from resnet_lab.cli import one_line, run_app
+    from resnet_lab.train.__main__ import train
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if args else 2)
+    location, extra = Path(args[0]).expanduser().resolve(), args[1:]
+    try:
+        config, choices, source = load_saved_config(location)
+        overrides = overrides_for(config, choices)
+    except ConfigError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    new_dir = next((o.split("=", 1)[1] for o in extra if o.startswith("hydra.run.dir=")), None)
+    if new_dir is None:
+        new_dir = str(Path("outputs") / "reproduce" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
+        extra.append(f"hydra.run.dir={new_dir}")
+    print(f"reproducing {location} from {source} into {new_dir}")
+    sys.argv = ["resnet_lab.train", *overrides, f"reproduced_from={_quote(str(location))}", *extra]
+    run_app(train, config_name="train")
+    print(comparison_table(original_metrics(location), final_metrics(Path(new_dir))))
+
+
+if __name__ == "__main__":
+    main()

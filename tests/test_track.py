@@ -1,0 +1,153 @@
+"""W&B runs read back from disk, GradCAM galleries, and reproducing runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TINY, compose_config, run_cli, write_image_folder
+from resnet_lab.config import validate
+from resnet_lab.explain import explain_misclassified
+from resnet_lab.track.offline_run import read_offline_run
+from resnet_lab.train import build_trainer
+
+# A barely trained net (tiny LR, one epoch) gets most of the 3-class test set wrong: a gallery.
+UNTRAINED = ["scheduler.max_lr=0.0001", "trainer.epochs=1"]
+
+
+def tiny_args(root: Path) -> list[str]:
+    return ["data=image_folder", f"data.root={root}", *TINY]
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as handle:
+        return [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_offline_wandb_run_holds_config_metrics_gallery_and_artifacts(image_root, tmp_path):
+    result = run_cli(
+        "resnet_lab.train", *tiny_args(image_root), "logger=wandb", "explain=gradcam", "explain.n_images=6", "trainer.epochs=2",
+        "scheduler.max_lr=0.0001", "logger.tags=[ci,tiny]", "hydra.run.dir=run", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run = read_offline_run(tmp_path / "run")
+    assert run.job_type == "train" and run.name != "" and run.tags == ["ci", "tiny"] and run.exit_code == 0
+    assert "${" not in json.dumps(run.config), "the logged config must be resolved"
+    assert run.config["logger"]["mode"] == "offline" and run.config["trainer"]["epochs"] == 2
+    assert "trainer.epochs=2" in run.config["overrides"]
+    epochs = [row for row in run.history if "train/acc" in row]
+    assert [row["epoch"] for row in epochs] == [1, 2] and all("test/acc" in row and "lr" in row for row in epochs)
+    assert run.summary["misclassified_gradcam"]["_type"] == "table-file"
+    assert run.summary["misclassified_gradcam"]["nrows"] == 6 and run.summary["misclassified_gradcam"]["ncols"] == 5
+    assert ("best-checkpoint", "model") in run.artifacts and ("hydra-config", "config") in run.artifacts
+    assert run.summary["final_eval_acc"] == json.loads((tmp_path / "run" / "summary.json").read_text())["final"]["eval_acc"]
+    assert "reproduce this run: python -m resnet_lab.reproduce" in result.stdout
+
+
+@pytest.mark.slow
+def test_logger_none_writes_no_wandb_files(image_root, tmp_path):
+    result = run_cli("resnet_lab.train", *tiny_args(image_root), "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "run" / "wandb").exists() and not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_wandb_failing_to_start_leaves_training_and_files_intact(image_root, tmp_path):
+    env_free = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+    os.environ.clear()
+    os.environ.update({**env_free, "WANDB_CONFIG_DIR": str(tmp_path / "no-login")})
+    try:
+        result = run_cli("resnet_lab.train", *tiny_args(image_root), "logger=wandb", "logger.mode=online", "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_free)
+    assert result.returncode == 0, result.stderr
+    assert "W&B could not start" in result.stdout + result.stderr
+    for name in ("metrics.csv", "summary.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert len(metrics_rows(tmp_path / "run")) == 2
+
+
+def test_gallery_has_n_cells_with_real_overlays_and_leaves_the_model_as_found(image_root, tmp_path):
+    cfg = compose_config([*tiny_args(image_root), "explain=gradcam", "explain.n_images=5", "explain.target_layer=layer2"])
+    trainer, classes, _ = build_trainer(cfg)
+    model = trainer.model
+    model.train()
+    model.prep[0].weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cells = explain_misclassified(model, trainer.eval_loader, classes, validate(cfg)["explain"], tmp_path)
+    assert len(cells) == 5
+    for cell in cells:
+        assert cell.image.shape == cell.overlay.shape == (32, 32, 3) and cell.image.dtype == cell.overlay.dtype
+        assert (cell.image != cell.overlay).any() and cell.predicted != cell.true
+        assert cell.title.startswith(f"pred: {cell.predicted} / true: {cell.true} (p=")
+    assert all(m.training for m in model.modules())
+    assert not model.prep[0].weight.requires_grad and all(p.requires_grad for n, p in model.named_parameters() if n != "prep.0.weight")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    saved = json.loads((tmp_path / "misclassified.json").read_text())
+    assert [c["index"] for c in saved["images"]] == [c.index for c in cells]
+    assert (tmp_path / "misclassified_gradcam.png").stat().st_size > 10_000 and (tmp_path / "confusion_matrix.png").is_file()
+    # The first images of the (image) gallery are the original pixels, un-normalised.
+    assert torch.equal(torch.from_numpy(cells[0].image).permute(2, 0, 1), trainer.eval_loader.images[cells[0].index].cpu())
+
+
+def test_unknown_target_layer_is_named(image_root, tmp_path):
+    from resnet_lab.config import ConfigError
+
+    cfg = compose_config([*tiny_args(image_root), "explain=gradcam", "explain.target_layer=layer9"])
+    trainer, classes, _ = build_trainer(cfg)
+    with pytest.raises(ConfigError, match="layer9.*layer3.1"):
+        explain_misclassified(trainer.model, trainer.eval_loader, classes, validate(cfg)["explain"], tmp_path)
+
+
+@pytest.mark.slow
+def test_reproduce_gives_identical_metrics_and_an_override_changes_only_its_key(image_root, tmp_path):
+    args = [*tiny_args(image_root), "trainer.epochs=2", "trainer.deterministic=true", "optimizer=adamw", "model.dropout=0.1"]
+    original = run_cli("resnet_lab.train", *args, "hydra.run.dir=orig", cwd=tmp_path)
+    assert original.returncode == 0, original.stderr
+    again = run_cli("resnet_lab.reproduce", "orig", "hydra.run.dir=again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "orig")
+    assert "eval_acc" in again.stdout and "+0" in again.stdout
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert summary["reproduced_from"] == str(tmp_path / "orig")
+
+    changed = run_cli("resnet_lab.reproduce", str(tmp_path / "orig" / "checkpoints" / "last.pt"), "trainer.seed=7", "hydra.run.dir=seed7", cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    old = yaml.safe_load((tmp_path / "orig" / ".hydra" / "config.yaml").read_text())
+    new = yaml.safe_load((tmp_path / "seed7" / ".hydra" / "config.yaml").read_text())
+    assert new["trainer"].pop("seed") == 7 and old["trainer"].pop("seed") == 0
+    new.pop("reproduced_from"), old.pop("reproduced_from")
+    assert new == old
+
+
+@pytest.mark.slow
+def test_reproduce_from_the_wandb_run_directory(image_root, tmp_path):
+    original = run_cli("resnet_lab.train", *tiny_args(image_root), "logger=wandb", "trainer.epochs=1", "trainer.deterministic=true", "hydra.run.dir=orig", cwd=tmp_path)
+    assert original.returncode == 0, original.stderr
+    wandb_dir = next((tmp_path / "orig" / "wandb").glob("offline-run-*"))
+    again = run_cli("resnet_lab.reproduce", str(wandb_dir), "logger=none", "hydra.run.dir=again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "orig")
+
+
+@pytest.mark.slow
+def test_reproduce_of_a_missing_or_damaged_run_is_one_clear_line(tmp_path):
+    missing = run_cli("resnet_lab.reproduce", "nowhere", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
+    damaged = tmp_path / "damaged"
+    (damaged / ".hydra").mkdir(parents=True)
+    (damaged / ".hydra" / "config.yaml").write_text("model: [unclosed\n")
+    result = run_cli("resnet_lab.reproduce", str(damaged), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "damaged" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("resnet_lab.reproduce", str(empty), cwd=tmp_path)
+    assert result.returncode == 2 and "holds no saved config" in result.stderr
