@@ -68,11 +68,11 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         app()
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if wants_traceback:
             raise
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(getattr(interrupt, "exit_code", 130))
     except _ReportedInRun as reported:
         print(f"error: {one_line(reported.__cause__)}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

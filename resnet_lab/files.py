@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,3 +33,24 @@ def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     with atomic_write(path, "w") as handle:
         json.dump(payload, handle, indent=2, sort_keys=True)
         handle.write("\n")
+
+
+def check_writable(folder: str | os.PathLike[str], need_bytes: int) -> None:
+    """Fail before training, not at the first checkpoint: the folder must take a file and have
+    `need_bytes` free."""
+    from resnet_lab.config.errors import ConfigError
+
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with atomic_write(target / ".write_test", "w") as handle:
+            handle.write("ok")
+        (target / ".write_test").unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to the output directory {target} ({error.strerror or error}); choose another with hydra.run.dir=...") from error
+    free = shutil.disk_usage(target).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"only {free / 2**20:.0f} MiB free in {target}, the run needs about {need_bytes / 2**20:.0f} MiB "
+            "for its checkpoints; free some space or set hydra.run.dir on another disk"
+        )

@@ -239,6 +239,7 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False
     resume: bool = False
+    resume_fallback_best: bool = False
     progress: bool = True
 
     def check(self, key: str) -> None:

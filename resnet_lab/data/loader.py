@@ -52,13 +52,21 @@ class DeviceLoader:
         return len(self) * self.batch_size if self.drop_last else len(self.labels)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        return self.batches(self.new_order())
+
+    def new_order(self) -> torch.Tensor | None:
+        """This epoch's sample order (None: the stored order), drawn from the loader's generator."""
+        if not self.shuffle:
+            return None
+        return torch.randperm(len(self.labels), device=self.device, generator=self.generator)
+
+    def batches(self, order: torch.Tensor | None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches `start`, `start + 1`, ... of an epoch in `order` (a resumed epoch starts late)."""
+        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
             if order is None:
-                images, labels = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+                images, labels = self.images[first : first + self.batch_size], self.labels[first : first + self.batch_size]
             else:
-                index = order[start : start + self.batch_size]
+                index = order[first : first + self.batch_size]
                 images, labels = self.images[index], self.labels[index]
             batch = (images.float() - self.mean) * self.inv_std
             if self.augment is not None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +35,8 @@ from resnet_lab.files import write_json
 log = logging.getLogger(__name__)
 
 SUGGESTION_ATTR = "lr_finder_suggestion"
+WORKER_ATTR = "worker"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 STUDY_FILE = "study.json"
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
@@ -49,6 +53,16 @@ def absolute_storage(storage: str | None) -> str | None:
 def trial_overrides(trial: optuna.trial.FrozenTrial) -> set[str]:
     """The override strings the Optuna sweeper builds for a trial's parameters."""
     return {f"{name}={value}" for name, value in trial.params.items()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _log_space(low: float, high: float, grid_points: int | None) -> str:
@@ -70,16 +84,24 @@ class TrialRecordingLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        returns = self.inner.launch(job_overrides, initial_job_idx)
-        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+    def _trials(self, study: optuna.Study, job_overrides: Sequence[Sequence[str]]) -> list[optuna.trial.Trial | None]:
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        for overrides, result in zip(job_overrides, returns):
-            given = set(overrides)
-            trial = next((t for t in running if trial_overrides(t) <= given), None)
-            if trial is None:
+        matched = []
+        for overrides in job_overrides:
+            trial = next((t for t in running if trial_overrides(t) <= set(overrides)), None)
+            matched.append(None if trial is None else optuna.trial.Trial(study, trial._trial_id))
+        return matched
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        handles = self._trials(study, job_overrides)
+        for handle in handles:
+            if handle is not None:
+                handle.set_user_attr(WORKER_ATTR, WORKER)
+        returns = self.inner.launch(job_overrides, initial_job_idx)
+        for handle, result in zip(handles, returns):
+            if handle is None:
                 continue
-            handle = optuna.trial.Trial(study, trial._trial_id)
             if result.hydra_cfg is not None:
                 handle.set_user_attr("run_dir", str(result.hydra_cfg.hydra.runtime.output_dir))
             if result.status is JobStatus.FAILED:
@@ -128,7 +150,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
             {"study_name": impl.study_name, "storage": impl.storage, "lr_finder_suggestion": suggestion, "params": space},
         )
 
-        finished = [t for t in study.trials if t.state.is_finished()]
+        self._fail_orphaned_trials(study)
+        finished = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("interrupted")]
         remaining = impl.n_trials - len(finished)
         log.info("study %s has %d finished trials of %d; launching %d", impl.study_name, len(finished), impl.n_trials, max(0, remaining))
         if remaining <= 0:
@@ -136,6 +159,23 @@ class ResumableOptunaSweeper(OptunaSweeper):
         self._reseed(config, offset=len(study.trials))
         impl.n_trials = remaining
         impl.sweep(arguments)
+
+    @staticmethod
+    def _fail_orphaned_trials(study: optuna.Study) -> None:
+        """A RUNNING trial whose worker process on this host is gone was interrupted (killed
+        sweep): mark it FAIL with the reason and do not count it, so another trial replaces it.
+        Trials of live workers, or of other hosts, are left alone."""
+        host = socket.gethostname()
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+            worker_host, _, pid = worker.rpartition(":")
+            if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            handle = optuna.trial.Trial(study, trial._trial_id)
+            handle.set_user_attr("interrupted", True)
+            handle.set_user_attr("fail_reason", f"interrupted: its sweep process {pid} ended before the trial finished")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial %d was interrupted (process %s is gone): marked FAIL; a new trial replaces it", trial.number, pid)
 
     def _is_grid(self) -> bool:
         sampler = self.sweeper.sampler

@@ -32,7 +32,10 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise ConfigError(f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error})") from error
+        raise ConfigError(
+            f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error}); "
+            "trainer.resume_fallback_best=true resumes from best.pt instead"
+        ) from error
     if not isinstance(state, dict) or "trainer" not in state:
         raise ConfigError(f"checkpoint {path} is not a resnet_lab checkpoint (no trainer state)")
     return state

@@ -25,6 +25,8 @@ def select_device(cfg: TrainerConfig) -> torch.device:
 def select_precision(cfg: TrainerConfig, device: torch.device) -> str:
     if cfg.precision == Precision.auto:
         return "bf16" if device.type == "cuda" else "fp32"
+    if cfg.precision == Precision.fp16 and device.type != "cuda":
+        raise ConfigError("trainer.precision='fp16' is not allowed on the cpu: use bf16 or fp32 there (fp16 with a grad scaler is for cuda)")
     return Precision(cfg.precision).value
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, ContextManager
 
 import torch
@@ -20,6 +20,41 @@ from resnet_lab.data.loader import DeviceLoader
 
 class DivergedError(ConfigError):
     """The training loss became NaN or infinite: a setting (usually the LR) is too aggressive."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived: the step in flight finished and the state was saved. A
+    KeyboardInterrupt, so that Hydra stops a sweep rather than recording a failed trial."""
+
+    def __init__(self, exit_code: int, where: str) -> None:
+        super().__init__(where)
+        self.exit_code = exit_code
+        self.where = where
+
+
+@dataclass
+class EpochProgress:
+    """A partly trained epoch: what an interrupt saves and a resume continues from, so that the
+    resumed run draws the same batches and augmentations as an uninterrupted one."""
+
+    epoch: int
+    order: torch.Tensor | None
+    next_batch: int
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    first_bad_step: torch.Tensor
+    seconds: float = 0.0
+    lrs: list[float] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in asdict(self).items()} | {
+            "order": None if self.order is None else self.order.cpu()
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> "EpochProgress":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+        return cls(**moved)
 
 
 @dataclass
@@ -52,7 +87,7 @@ class Trainer:
         precision: str = "fp32",
         label_smoothing: float = 0.0,
         grad_clip: float | None = None,
-        progress: bool = True,
+        show_progress: bool = True,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -63,9 +98,12 @@ class Trainer:
         self.precision = precision
         self.label_smoothing = label_smoothing
         self.grad_clip = grad_clip
-        self.progress = progress
+        self.show_progress = show_progress
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.history: list[EpochMetrics] = []
+        self.stop_signal = 0  # set by a signal handler: finish the step in flight, then stop
+        self.resume_progress: EpochProgress | None = None
+        self.interrupted_progress: EpochProgress | None = None
 
     def autocast(self) -> ContextManager:
         if self.precision == "fp32":
@@ -74,13 +112,24 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def train_epoch(self, epoch: int, epochs: int) -> tuple[float, float, float, float]:
-        """Returns (mean loss, accuracy, seconds, LR of the epoch's last step)."""
+        """Returns (mean loss, accuracy, seconds, LR of the epoch's last step). Continues a
+        saved partial epoch when there is one; stops after the step in flight on a signal."""
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        progress = self.resume_progress if self.resume_progress is not None and self.resume_progress.epoch == epoch else None
+        self.resume_progress = None
+        if progress is None:
+            zeros = dict(device=self.device)
+            progress = EpochProgress(
+                epoch, self.train_loader.new_order(), 0, torch.zeros((), **zeros), torch.zeros((), dtype=torch.int64, **zeros),
+                torch.full((), -1, dtype=torch.int64, **zeros),
+            )
         start = time.perf_counter()
-        batches = tqdm(self.train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None if self.progress else True)
-        for images, labels in batches:
+        batches = tqdm(
+            self.train_loader.batches(progress.order, progress.next_batch),
+            desc=f"epoch {epoch}/{epochs}", leave=False, disable=None if self.show_progress else True,
+            initial=progress.next_batch, total=len(self.train_loader),
+        )
+        for index, (images, labels) in enumerate(batches, start=progress.next_batch):
             with self.autocast():
                 logits = self.model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
@@ -91,18 +140,28 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            last_lr = self.optimizer.param_groups[0]["lr"]
+            progress.lrs.append(self.optimizer.param_groups[0]["lr"])
             self.scheduler.step()
-            loss_sum += loss.detach().float() * labels.shape[0]
-            correct += (logits.argmax(1) == labels).sum()
-        loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
-        seconds = time.perf_counter() - start
+            loss = loss.detach().float()
+            progress.loss_sum += loss * labels.shape[0]
+            progress.correct += (logits.argmax(1) == labels).sum()
+            progress.first_bad_step = torch.where((progress.first_bad_step < 0) & ~torch.isfinite(loss), index, progress.first_bad_step)
+            if self.stop_signal:
+                progress.next_batch = index + 1
+                progress.seconds += time.perf_counter() - start
+                self.interrupted_progress = progress
+                raise TrainingInterrupted(128 + self.stop_signal, f"epoch {epoch}, after step {index + 1} of {len(self.train_loader)}")
+        loss_total, correct_total, bad_step = torch.stack(
+            [progress.loss_sum, progress.correct.to(progress.loss_sum.dtype), progress.first_bad_step.to(progress.loss_sum.dtype)]
+        ).tolist()
+        seconds = progress.seconds + time.perf_counter() - start
         n = self.train_loader.num_samples
-        if not math.isfinite(loss_total):
+        if bad_step >= 0 or not math.isfinite(loss_total):
+            step = int(bad_step)
             raise DivergedError(
-                f"training loss became {loss_total} in epoch {epoch} (lr at its end {last_lr:.4g}); lower scheduler.max_lr"
+                f"training loss became nan/inf at step {step + 1} of epoch {epoch} (lr {progress.lrs[step]:.4g}); lower scheduler.max_lr"
             )
-        return loss_total / n, correct_total / n, seconds, last_lr
+        return loss_total / n, correct_total / n, seconds, progress.lrs[-1]
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
@@ -137,6 +196,8 @@ class Trainer:
             self.history.append(metrics)
             for callback in callbacks:
                 callback(self, metrics)
+            if self.stop_signal and epoch < epochs:
+                raise TrainingInterrupted(128 + self.stop_signal, f"the end of epoch {epoch}")
         return self.history
 
     def state_dict(self) -> dict:
@@ -147,6 +208,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "train_loader": self.train_loader.state_dict(),
             "history": [m.as_row() for m in self.history],
+            "progress": None if self.interrupted_progress is None else self.interrupted_progress.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -158,6 +220,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["train_loader"])
         self.history = [EpochMetrics(**row) for row in state["history"]]
+        if state.get("progress") is not None:
+            self.resume_progress = EpochProgress.from_state(state["progress"], self.device)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

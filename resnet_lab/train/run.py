@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from hydra.utils import to_absolute_path
@@ -17,8 +22,8 @@ from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_che
 from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.environment import git_commit
 from resnet_lab.train.lr_auto import resolve_max_lr
-from resnet_lab.train.loop import EpochMetrics, Trainer
-from resnet_lab.files import write_json
+from resnet_lab.train.loop import EpochMetrics, Trainer, TrainingInterrupted
+from resnet_lab.files import check_writable, write_json
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
 from resnet_lab.track import Tracker, build_tracker
 
@@ -43,7 +48,7 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
         precision=parts.precision,
         label_smoothing=cfg.trainer.label_smoothing,
         grad_clip=cfg.trainer.grad_clip,
-        progress=cfg.trainer.progress,
+        show_progress=cfg.trainer.progress,
     )
     return trainer, parts.classes, parts.eval_name
 
@@ -56,12 +61,21 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
     typed = validate(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train")
-    exit_code = 1
+    exit_code, out_of_memory = 1, False
     try:
         accuracy = _train(cfg, typed, resolved, run_dir, tracker, started)
         exit_code = 0
+    except torch.cuda.OutOfMemoryError:
+        out_of_memory = True
     finally:
         tracker.finish(exit_code)
+    if out_of_memory:
+        # Outside the except block, so the failed job's tensors are unreachable and the next
+        # trial of a sweep starts with the memory released.
+        gc.collect()
+        torch.cuda.empty_cache()
+        batch = cfg.data.batch_size
+        raise ConfigError(f"CUDA out of memory with data.batch_size={batch}; try data.batch_size={max(1, batch // 2)} (or a smaller model.width_multiplier)")
     print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
     return accuracy
 
@@ -71,6 +85,7 @@ def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker:
     max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
     trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
+    check_writable(checkpoints, checkpoint_bytes(trainer) * 3 + 32 * 2**20)
     resumed_from = _resume(cfg, trainer, run_dir)
     best = {"acc": max((m.eval_acc for m in trainer.history), default=-1.0)}
 
@@ -98,7 +113,15 @@ def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker:
             step=metrics.epoch,
         )
 
-    history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report])
+    try:
+        with stop_on_signals(trainer):
+            history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report])
+    except TrainingInterrupted as interrupt:
+        if trainer.interrupted_progress is not None:
+            save_checkpoint(checkpoints / LAST, {"trainer": trainer.state_dict(), "epoch": len(trainer.history), "config": resolved, "classes": classes})
+        print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
+        print(f"resume: {resume_command(run_dir)}")
+        raise
     summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, resumed_from)
     summary.update(max_lr=max_lr, max_lr_source=max_lr_source, reproduced_from=cfg.reproduced_from, wandb_run_dir=tracker.run_dir)
     write_json(run_dir / "summary.json", summary)
@@ -135,6 +158,65 @@ def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
         tracker.log_artifact("hydra-config", "config", run_dir / ".hydra")
 
 
+@contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the trainer to stop after the step in flight (a second SIGINT stops
+    at once). Only the main thread may install handlers; elsewhere signals keep their default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        if trainer.stop_signal and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_signal = signum
+        log.warning("signal %d: stopping after the current step, then saving the state", signum)
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def resume_command(run_dir: Path) -> str:
+    overrides: list[str] = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
+    except ValueError:
+        pass
+    return " ".join(["python -m resnet_lab.train", *overrides, "trainer.resume=true", f"hydra.run.dir={run_dir}"])
+
+
+RESUME_GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler")
+
+
+def _check_same_run(cfg: DictConfig, saved: dict, path: Path) -> None:
+    """A checkpoint continues only the run it came from: the schedule, data and model must match."""
+    current = OmegaConf.to_container(cfg, resolve=True)
+    differing = [
+        f"{group}.{key}"
+        for group in RESUME_GROUPS
+        for key in sorted(set(current.get(group, {})) | set(saved.get(group, {})))
+        if current.get(group, {}).get(key) != saved.get(group, {}).get(key)
+    ]
+    if current["trainer"]["epochs"] != saved.get("trainer", {}).get("epochs"):
+        differing.append("trainer.epochs")
+    if differing:
+        raise ConfigError(
+            f"cannot resume from {path}: {', '.join(differing)} differ from the checkpoint's run; resume with its settings, "
+            "or start a new run (resume_from continues the same run only)"
+        )
+
+
+def checkpoint_bytes(trainer: Trainer) -> int:
+    """A checkpoint holds the weights plus optimizer state (up to two tensors per weight)."""
+    return 3 * sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+
+
 def _resume(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> str | None:
     if cfg.resume_from is not None:
         path = resolve_checkpoint(to_absolute_path(str(cfg.resume_from)))
@@ -144,7 +226,15 @@ def _resume(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> str | None:
             raise ConfigError(f"trainer.resume=true but {path} does not exist; run in the original directory (hydra.run.dir=<run_dir>) or pass resume_from=<run_dir>")
     else:
         return None
-    state = load_checkpoint(path)
+    try:
+        state = load_checkpoint(path)
+    except ConfigError:
+        fallback = path.parent / BEST
+        if not (cfg.trainer.resume_fallback_best and fallback.is_file() and fallback != path):
+            raise
+        log.warning("%s is damaged; resuming from %s as trainer.resume_fallback_best=true asks", path, fallback)
+        path, state = fallback, load_checkpoint(fallback)
+    _check_same_run(cfg, state.get("config", {}), path)
     trainer.load_state_dict(state["trainer"])
     log.info("resumed from %s after epoch %d", path, state["epoch"])
     return str(path)

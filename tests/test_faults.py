@@ -1,0 +1,159 @@
+"""Faults: signals, kills at random moments, damaged files, racing processes, a killed sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
+from resnet_lab.config import ConfigError
+from resnet_lab.files import check_writable
+from resnet_lab.train import run_training
+
+pytestmark = pytest.mark.slow
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as handle:
+        return [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A data set and one uninterrupted reference run that every resume is compared with."""
+    root = tmp_path_factory.mktemp("faults")
+    write_image_folder(root / "im", train_per_class=64, test_per_class=16)
+    args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=5", "trainer.deterministic=true", "model.dropout=0.1"]
+    full = run_cli("resnet_lab.train", *args, "hydra.run.dir=full", cwd=root)
+    assert full.returncode == 0, full.stderr
+    return root, args, metrics(root / "full")
+
+
+def start(root: Path, args: list[str], run_dir: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "resnet_lab.train", *args, f"hydra.run.dir={run_dir}"],
+        cwd=root, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metrics(workspace, signum):
+    root, args, reference = workspace
+    name = f"signal-{signum}"
+    process = start(root, args, name)
+    wait_for(root / name / "checkpoints" / "last.pt", process)
+    time.sleep(random.Random(signum).uniform(0.0, 0.25))
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signum, err
+    state = torch.load(root / name / "checkpoints" / "last.pt", weights_only=False)
+    assert state["epoch"] < 5
+    command = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: ") :]
+    assert "trainer.resume=true" in command and f"hydra.run.dir={root / name}" in command
+    resumed = subprocess.run(
+        [sys.executable, *command.split()[1:]], cwd=root, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics(root / name) == reference
+
+
+def test_sigkill_at_random_moments_then_resume_matches_the_uninterrupted_run(workspace):
+    root, args, reference = workspace
+    rng = random.Random(2026)
+    killed_at = []
+    for attempt in range(3):
+        name = f"kill-{attempt}"
+        process = start(root, args, name)
+        wait_for(root / name / "checkpoints" / "last.pt", process)
+        time.sleep(rng.uniform(0.0, 0.6))
+        process.kill()
+        process.communicate()
+        killed_at.append(torch.load(root / name / "checkpoints" / "last.pt", weights_only=False)["epoch"])
+        resumed = run_cli("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={name}", cwd=root)
+        assert resumed.returncode == 0, resumed.stderr
+        assert metrics(root / name) == reference
+    assert any(epoch < 5 for epoch in killed_at), f"every kill came too late: {killed_at}"
+
+
+def test_damaged_checkpoint_is_named_and_best_is_used_only_when_asked(workspace):
+    root, args, reference = workspace
+    first = run_cli("resnet_lab.train", *args, "hydra.run.dir=damaged", cwd=root)
+    assert first.returncode == 0, first.stderr
+    last = root / "damaged" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+    refused = run_cli("resnet_lab.train", *args, "trainer.resume=true", "hydra.run.dir=damaged", cwd=root)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert str(last) in refused.stderr and "resume_fallback_best" in refused.stderr
+    fallback = run_cli("resnet_lab.train", *args, "trainer.resume=true", "trainer.resume_fallback_best=true", "hydra.run.dir=damaged", cwd=root)
+    assert fallback.returncode == 0, fallback.stderr
+    assert json.loads((root / "damaged" / "summary.json").read_text())["resumed_from"].endswith("best.pt")
+    assert metrics(root / "damaged") == reference
+    changed = run_cli("resnet_lab.train", *args, "trainer.epochs=7", "trainer.resume=true", "hydra.run.dir=damaged", cwd=root)
+    assert changed.returncode == 2 and "trainer.epochs" in changed.stderr and changed.stderr.count("\n") == 1
+
+
+def test_two_processes_preparing_the_same_cache_do_not_corrupt_it(tmp_path):
+    write_image_folder(tmp_path / "im", train_per_class=200, test_per_class=20)
+    script = (
+        "import sys, torch; from pathlib import Path; from tests.conftest import compose_config; "
+        "from resnet_lab.config import validate; from resnet_lab.data import load_splits; "
+        f"cfg = validate(compose_config(['data=image_folder', 'data.root={tmp_path / 'im'}']))['data']; "
+        f"s = load_splits(cfg, Path('{tmp_path / 'im'}')); print(int(s.train_images.sum()))"
+    )
+    racers = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [r.communicate(timeout=300) for r in racers]
+    assert all(r.returncode == 0 for r in racers), outputs
+    assert outputs[0][0] == outputs[1][0]
+    for path in (tmp_path / "im" / ".resnet_lab_cache").glob("*.pt"):
+        entry = torch.load(path, weights_only=True)
+        assert entry["images"].dtype == torch.uint8
+    assert not list((tmp_path / "im" / ".resnet_lab_cache").glob(".*.tmp"))
+
+
+def test_diverging_loss_names_the_step_and_the_lr(image_root, tmp_path):
+    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "scheduler=constant", "scheduler.max_lr=1e6", "trainer.epochs=1"])
+    with pytest.raises(ConfigError, match=r"nan/inf at step \d+ of epoch 1 \(lr 1e\+06\); lower scheduler.max_lr"):
+        run_training(cfg, tmp_path / "run")
+
+
+def test_output_space_is_checked_before_training(tmp_path):
+    check_writable(tmp_path / "out", 1)
+    with pytest.raises(ConfigError, match="MiB free in"):
+        check_writable(tmp_path / "out", 1 << 60)
+
+
+def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp_path):
+    write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=8)
+    command = [
+        sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY,
+        "trainer.epochs=4", "hparams_search.max_lr_bounds=[0.01,0.1]", "hydra.sweeper.n_trials=3", "hydra.sweeper.storage=sqlite:///study.db",
+    ]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen([*command, "hydra.sweep.dir=first"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(tmp_path / "first" / "1" / "checkpoints" / "last.pt", process)
+    process.kill()
+    process.wait()
+    again = subprocess.run([*command, "hydra.sweep.dir=second"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
+    states = [(t.number, t.state.name, bool(t.user_attrs.get("interrupted"))) for t in trials]
+    assert states[0] == (0, "COMPLETE", False) and states[1] == (1, "FAIL", True)
+    assert [s for s in states if s[1] == "COMPLETE"] == [(0, "COMPLETE", False), (2, "COMPLETE", False), (3, "COMPLETE", False)]
+    assert "interrupted" in trials[1].user_attrs["fail_reason"]
+    assert trials[0].user_attrs["run_dir"].endswith("first/0")
