@@ -391,6 +391,9 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"{group}: this option has no schema; start from one of: {', '.join({**SCHEMAS, **OPTIONAL_SCHEMAS}[group])}")
         node.check(group)
         typed[group] = node
+    size = typed["data"].image_size
+    padding = typed["augmentation"].crop_padding
+    require(padding < size, "augmentation.crop_padding", padding, f"an integer below data.image_size={size}")
     return typed
 
 
