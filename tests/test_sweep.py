@@ -52,7 +52,7 @@ def test_sweep_runs_reports_and_continues_to_the_total(tmp_path):
     assert len(trials) == 6 and sorted(t.number for t in trials) == list(range(6))
     assert len({t.params["scheduler.max_lr"] for t in trials}) == 6
     assert not (tmp_path / "s2" / "lr_finder").exists(), "the continued study must reuse its stored suggestion"
-    assert "has 4 finished trials of 6; launching 2" in again.stdout + again.stderr
+    assert "4 finished, 0 running elsewhere, of 6; launching 2 more" in again.stdout + again.stderr
 
     done = sweep(tmp_path, "s3", "hydra.sweeper.n_trials=6")
     assert done.returncode == 0 and len(finished(tmp_path)) == 6

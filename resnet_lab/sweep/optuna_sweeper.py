@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,13 +42,41 @@ STUDY_FILE = "study.json"
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
+JOURNAL_PREFIX = "journal:///"
+
+
 def absolute_storage(storage: str | None) -> str | None:
-    """SQLite URLs made absolute (and their folder created) so every invocation finds the file."""
-    if not storage or not storage.startswith("sqlite:///"):
-        return storage
-    path = Path(storage[len("sqlite:///") :]).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    """SQLite and journal URLs made absolute (their folder created), so every invocation and
+    every worker finds the same file."""
+    for prefix in ("sqlite:///", JOURNAL_PREFIX):
+        if storage and storage.startswith(prefix):
+            path = Path(storage[len(prefix) :]).expanduser().resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return f"{prefix}{path}"
+    return storage
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """Optuna storage for a URL: `journal:///<file>` for Optuna's JournalStorage on a file (file
+    locks, no server: recommended for several workers on one machine), else any SQLAlchemy URL.
+    Workers starting together race to create a new database's tables; the loser retries."""
+    if url is None:
+        return None
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    attempts = 10
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except (IntegrityError, OperationalError):
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
 
 
 def trial_overrides(trial: optuna.trial.FrozenTrial) -> set[str]:
@@ -76,7 +105,7 @@ def _log_space(low: float, high: float, grid_points: int | None) -> str:
 class TrialRecordingLauncher(Launcher):
     """Wraps the real launcher; after each batch, tags the batch's trials with run dir and failure."""
 
-    def __init__(self, inner: Launcher, study_name: str, storage: str | None) -> None:
+    def __init__(self, inner: Launcher, study_name: str, storage: str | optuna.storages.BaseStorage | None) -> None:
         self.inner = inner
         self.study_name = study_name
         self.storage = storage
@@ -85,10 +114,16 @@ class TrialRecordingLauncher(Launcher):
         self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def _trials(self, study: optuna.Study, job_overrides: Sequence[Sequence[str]]) -> list[optuna.trial.Trial | None]:
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        """The trials this process just asked for: RUNNING, not yet claimed by any worker, with
+        the parameters of the overrides (newest first)."""
+        running = [
+            t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if WORKER_ATTR not in t.user_attrs
+        ]
         matched = []
         for overrides in job_overrides:
-            trial = next((t for t in running if trial_overrides(t) <= set(overrides)), None)
+            trial = next((t for t in reversed(running) if trial_overrides(t) <= set(overrides)), None)
+            if trial is not None:
+                running.remove(trial)
             matched.append(None if trial is None else optuna.trial.Trial(study, trial._trial_id))
         return matched
 
@@ -96,26 +131,34 @@ class TrialRecordingLauncher(Launcher):
         study = optuna.load_study(study_name=self.study_name, storage=self.storage)
         handles = self._trials(study, job_overrides)
         for handle in handles:
-            if handle is not None:
-                handle.set_user_attr(WORKER_ATTR, WORKER)
+            _tag(handle, WORKER_ATTR, WORKER)
         returns = self.inner.launch(job_overrides, initial_job_idx)
         for handle, result in zip(handles, returns):
-            if handle is None:
-                continue
             if result.hydra_cfg is not None:
-                handle.set_user_attr("run_dir", str(result.hydra_cfg.hydra.runtime.output_dir))
+                _tag(handle, "run_dir", str(result.hydra_cfg.hydra.runtime.output_dir))
             if result.status is JobStatus.FAILED:
                 try:
                     result.return_value
                 except Exception as error:
-                    handle.set_user_attr("fail_reason", one_line(error))
+                    _tag(handle, "fail_reason", one_line(error))
         return returns
+
+
+def _tag(handle: optuna.trial.Trial | None, key: str, value: object) -> None:
+    """Record a trial attribute; bookkeeping must never end a sweep, so failures only warn."""
+    if handle is None:
+        return
+    try:
+        handle.set_user_attr(key, value)
+    except Exception as error:
+        log.warning("could not record %s on trial %d: %s", key, handle.number, error)
 
 
 class ResumableOptunaSweeper(OptunaSweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         impl = self.sweeper
-        impl.storage = absolute_storage(impl.storage)
+        self.storage_url = absolute_storage(impl.storage)
+        impl.storage = open_storage(self.storage_url)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         impl.launcher = TrialRecordingLauncher(impl.launcher, impl.study_name, impl.storage)
 
@@ -147,18 +190,29 @@ class ResumableOptunaSweeper(OptunaSweeper):
         self._save_config(config, sweep_dir, space, [low, high])
         write_json(
             sweep_dir / STUDY_FILE,
-            {"study_name": impl.study_name, "storage": impl.storage, "lr_finder_suggestion": suggestion, "params": space},
+            {"study_name": impl.study_name, "storage": self.storage_url, "lr_finder_suggestion": suggestion, "params": space},
         )
 
-        self._fail_orphaned_trials(study)
-        finished = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("interrupted")]
-        remaining = impl.n_trials - len(finished)
-        log.info("study %s has %d finished trials of %d; launching %d", impl.study_name, len(finished), impl.n_trials, max(0, remaining))
-        if remaining <= 0:
-            return
-        self._reseed(config, offset=len(study.trials))
-        impl.n_trials = remaining
-        impl.sweep(arguments)
+        # One batch at a time, recounting the shared study before each: finished trials (all
+        # invocations) plus trials other live workers are running. Workers that share a study
+        # therefore stop together at n_trials (two that count at the same instant may each
+        # start the last trial: an overshoot of at most workers - 1).
+        total, launched = impl.n_trials, 0
+        while True:
+            self._fail_orphaned_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(t.state.is_finished() and not t.user_attrs.get("interrupted") for t in trials)
+            in_flight = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+            remaining = total - finished - in_flight
+            if launched == 0 or remaining <= 0:
+                log.info("study %s: %d finished, %d running elsewhere, of %d; launching %d more", impl.study_name, finished, in_flight, total, max(0, remaining))
+            if remaining <= 0:
+                break
+            self._reseed(config, offset=len(trials))
+            impl.n_trials = min(remaining, impl.n_jobs)
+            impl.sweep(arguments)
+            launched += impl.n_trials
+        impl.n_trials = total
 
     @staticmethod
     def _fail_orphaned_trials(study: optuna.Study) -> None:
@@ -187,7 +241,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         against it."""
         saved = OmegaConf.to_container(config, resolve=False)
         saved["hydra"]["sweeper"]["params"].update(space)
-        saved["hydra"]["sweeper"]["storage"] = self.sweeper.storage
+        saved["hydra"]["sweeper"]["storage"] = self.storage_url
         saved["hparams_search"]["max_lr_bounds"] = [float(f"{b:.6g}") for b in bounds]
         OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
 
@@ -213,5 +267,6 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if offset == 0 or sampler_cfg.get("_partial_") or sampler_cfg.get("seed") is None:
             return
         options: dict[str, Any] = OmegaConf.to_container(sampler_cfg, resolve=True)
-        options["seed"] = int(options["seed"]) + offset
+        # Spaced out so that workers started with neighbouring seeds never share a draw.
+        options["seed"] = int(options["seed"]) + 10007 * offset
         self.sweeper.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)

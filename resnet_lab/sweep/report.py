@@ -225,6 +225,8 @@ def report_sweep_dir(sweep_dir: Path) -> list[Path]:
         import optuna
 
         saved = json.loads(study_file.read_text())
-        study = optuna.load_study(study_name=saved["study_name"], storage=saved["storage"])
+        from resnet_lab.sweep.optuna_sweeper import open_storage
+
+        study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(saved["storage"]))
         return write_report(from_study(study, sweep_dir), study)
     return write_report(from_job_dirs(sweep_dir))
