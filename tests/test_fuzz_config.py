@@ -4,6 +4,7 @@ that builds and trains a step, or fail with a one-line user error. Never anythin
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from enum import Enum
 
@@ -80,7 +81,14 @@ def fuzz_root(tmp_path_factory):
 OUTCOMES = {"rejected": 0, "trained": 0}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# The default profile replays the same 300 cases on every run, so CI cannot turn red by chance;
+# HYPOTHESIS_PROFILE=explore draws 2,000 fresh ones when hunting for new failures.
+settings.register_profile("default", max_examples=300, derandomize=True)
+settings.register_profile("explore", max_examples=2000, derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(overrides=override_lists())
 def test_fuzzed_overrides_compose_and_train_or_fail_in_one_line(fuzz_root, overrides):
     base = ["data=image_folder", f"data.root={fuzz_root}", *TINY]

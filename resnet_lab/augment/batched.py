@@ -2,11 +2,15 @@
 
 Each op draws its randomness from the generator it is given (the loader's, on the data's
 device), so the same seed gives the same batch and a checkpointed generator state resumes it.
+Under ddp each rank augments only its rows of a batch but draws the randomness for the whole
+batch (`Rows`): the generators of all ranks stay in step, and a sharded batch is augmented
+exactly as the unsharded one would be.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +18,25 @@ import torch.nn.functional as F
 from resnet_lab.config.schema import AugmentationConfig, PadMode
 
 
+@dataclass(frozen=True)
+class Rows:
+    """The rows [start, stop) of a batch of `total` images that this process holds."""
+
+    start: int
+    stop: int
+    total: int
+
+
+def _batch_size(images: torch.Tensor, rows: Optional[Rows]) -> int:
+    return images.shape[0] if rows is None else rows.total
+
+
+def _mine(drawn: torch.Tensor, rows: Optional[Rows]) -> torch.Tensor:
+    return drawn if rows is None else drawn[rows.start : rows.stop]
+
+
 class Augment(Protocol):
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor: ...
 
 
 class RandomCrop:
@@ -25,12 +46,12 @@ class RandomCrop:
         self.padding = padding
         self.mode = "constant" if mode == "zeros" else mode
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor:
         n, _, h, w = images.shape
-        p = self.padding
+        p, total = self.padding, _batch_size(images, rows)
         padded = F.pad(images, (p, p, p, p), mode=self.mode)
-        dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=images.device, generator=generator)
-        dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=images.device, generator=generator)
+        dy = _mine(torch.randint(0, 2 * p + 1, (total, 1, 1), device=images.device, generator=generator), rows)
+        dx = _mine(torch.randint(0, 2 * p + 1, (total, 1, 1), device=images.device, generator=generator), rows)
         rows = (dy + torch.arange(h, device=images.device).view(1, h, 1)).expand(n, h, w)
         cols = (dx + torch.arange(w, device=images.device).view(1, 1, w)).expand(n, h, w)
         flat = rows * padded.shape[-1] + cols
@@ -44,8 +65,8 @@ class HorizontalFlip:
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        flip = torch.rand(images.shape[0], device=images.device, generator=generator) < self.p
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor:
+        flip = _mine(torch.rand(_batch_size(images, rows), device=images.device, generator=generator), rows) < self.p
         return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
 
 
@@ -57,12 +78,12 @@ class Cutout:
         self.size = size
         self.p = p
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, _, h, w = images.shape
-        device = images.device
-        cy = torch.randint(0, h, (n, 1, 1), device=device, generator=generator)
-        cx = torch.randint(0, w, (n, 1, 1), device=device, generator=generator)
-        apply = (torch.rand(n, 1, 1, device=device, generator=generator) < self.p)
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor:
+        _, _, h, w = images.shape
+        device, total = images.device, _batch_size(images, rows)
+        cy = _mine(torch.randint(0, h, (total, 1, 1), device=device, generator=generator), rows)
+        cx = _mine(torch.randint(0, w, (total, 1, 1), device=device, generator=generator), rows)
+        apply = _mine(torch.rand(total, 1, 1, device=device, generator=generator), rows) < self.p
         top, left = cy - self.size // 2, cx - self.size // 2
         ys = torch.arange(h, device=device).view(1, h, 1)
         xs = torch.arange(w, device=device).view(1, 1, w)
@@ -74,9 +95,9 @@ class Compose:
     def __init__(self, ops: list[Augment]) -> None:
         self.ops = ops
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor:
         for op in self.ops:
-            images = op(images, generator)
+            images = op(images, generator, rows)
         return images
 
 

@@ -47,6 +47,11 @@ class Device(str, Enum):
     cpu = "cpu"
 
 
+class Strategy(str, Enum):
+    single = "single"
+    ddp = "ddp"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -76,7 +81,8 @@ class ModelConfig:
     logit_scale: Optional[float] = None
 
     def check(self, key: str) -> None:
-        _positive(f"{key}.width_multiplier", self.width_multiplier)
+        # 16x the base widths is already a 1.7-billion-parameter net; beyond that is a typo.
+        require(0 < self.width_multiplier <= 16, f"{key}.width_multiplier", self.width_multiplier, "a number in (0, 16]")
         require(0.0 <= self.dropout < 1.0, f"{key}.dropout", self.dropout, "a value in [0, 1)")
         if self.num_classes is not None:
             require(self.num_classes >= 2, f"{key}.num_classes", self.num_classes, "null (from the data) or an integer >= 2")
@@ -102,7 +108,7 @@ class DataConfig:
     cache_dir: Optional[str] = None
 
     def check(self, key: str) -> None:
-        require(self.image_size >= 8, f"{key}.image_size", self.image_size, "an integer >= 8")
+        require(8 <= self.image_size <= 512, f"{key}.image_size", self.image_size, "an integer in [8, 512]")
         require(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, "an integer >= 1")
         require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", self.eval_batch_size, "an integer >= 1")
         for name in ("train_subset", "test_subset"):
@@ -241,6 +247,7 @@ class TrainerConfig:
     resume: bool = False
     resume_fallback_best: bool = False
     progress: bool = True
+    strategy: Strategy = Strategy.single
 
     def check(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")

@@ -3,16 +3,21 @@
 Per batch it only indexes, converts, normalises and augments there; shuffling uses a seeded
 generator on that device, whose state goes into checkpoints so a resumed run sees the same
 batches an uninterrupted one would.
+
+Under ddp every rank holds the whole split, draws the same order, and takes its own slice of
+each global batch (`rank` of `world`): the ranks together see exactly the batches one process
+would, and their generators stay identical, so rank 0's checkpoint resumes them all.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Iterator
 
 import torch
 
-from resnet_lab.augment.batched import Augment
+from resnet_lab.augment.batched import Augment, Rows
 
 
 class DeviceLoader:
@@ -29,6 +34,8 @@ class DeviceLoader:
         augment: Augment | None = None,
         seed: int = 0,
         channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.images = images.to(device, non_blocking=True)
         self.labels = labels.to(device, non_blocking=True)
@@ -42,6 +49,7 @@ class DeviceLoader:
         self.inv_std = 1.0 / (torch.tensor(std, device=device).view(1, -1, 1, 1) * 255)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -49,7 +57,14 @@ class DeviceLoader:
 
     @property
     def num_samples(self) -> int:
+        """Samples per epoch over all ranks."""
         return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
+    def unsharded(self) -> "DeviceLoader":
+        """The same data and state, all of each batch (rank 0's whole-split views: galleries)."""
+        whole = copy.copy(self)
+        whole.rank, whole.world = 0, 1
+        return whole
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(self.new_order())
@@ -62,15 +77,21 @@ class DeviceLoader:
 
     def batches(self, order: torch.Tensor | None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches `start`, `start + 1`, ... of an epoch in `order` (a resumed epoch starts late)."""
+        n = len(self.labels)
         for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            total = min(self.batch_size, n - first)
+            rows = Rows(total * self.rank // self.world, total * (self.rank + 1) // self.world, total)
+            if rows.start == rows.stop:
+                continue
+            span = slice(first + rows.start, first + rows.stop)
             if order is None:
-                images, labels = self.images[first : first + self.batch_size], self.labels[first : first + self.batch_size]
+                images, labels = self.images[span], self.labels[span]
             else:
-                index = order[first : first + self.batch_size]
+                index = order[span]
                 images, labels = self.images[index], self.labels[index]
             batch = (images.float() - self.mean) * self.inv_std
             if self.augment is not None:
-                batch = self.augment(batch, self.generator)
+                batch = self.augment(batch, self.generator, rows if self.world > 1 else None)
             yield batch.contiguous(memory_format=self.memory_format), labels
 
     def state_dict(self) -> dict:

@@ -72,16 +72,13 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     attempts = 10
     for attempt in range(1, attempts + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+            # Wrapped once here: every study object of this process then shares one cache;
+            # a separate cache per load_study goes stale ("Record does not exist").
+            return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=engine))
         except (IntegrityError, OperationalError):
             if attempt == attempts:
                 raise
             time.sleep(0.2 * attempt)
-
-
-def trial_overrides(trial: optuna.trial.FrozenTrial) -> set[str]:
-    """The override strings the Optuna sweeper builds for a trial's parameters."""
-    return {f"{name}={value}" for name, value in trial.params.items()}
 
 
 def _alive(pid: int) -> bool:
@@ -103,33 +100,23 @@ def _log_space(low: float, high: float, grid_points: int | None) -> str:
 
 
 class TrialRecordingLauncher(Launcher):
-    """Wraps the real launcher; after each batch, tags the batch's trials with run dir and failure."""
+    """Wraps the real launcher; after each batch, tags the batch's trials with run dir and failure.
 
-    def __init__(self, inner: Launcher, study_name: str, storage: str | optuna.storages.BaseStorage | None) -> None:
+    The sweeper hands over the trials it just asked for (`pending`) rather than the launcher
+    finding them in the study: with several workers on one study, another worker's freshly
+    asked trial has no parameters yet and would match any job."""
+
+    def __init__(self, inner: Launcher) -> None:
         self.inner = inner
-        self.study_name = study_name
-        self.storage = storage
+        self.pending: list[optuna.trial.Trial] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def _trials(self, study: optuna.Study, job_overrides: Sequence[Sequence[str]]) -> list[optuna.trial.Trial | None]:
-        """The trials this process just asked for: RUNNING, not yet claimed by any worker, with
-        the parameters of the overrides (newest first)."""
-        running = [
-            t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if WORKER_ATTR not in t.user_attrs
-        ]
-        matched = []
-        for overrides in job_overrides:
-            trial = next((t for t in reversed(running) if trial_overrides(t) <= set(overrides)), None)
-            if trial is not None:
-                running.remove(trial)
-            matched.append(None if trial is None else optuna.trial.Trial(study, trial._trial_id))
-        return matched
-
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-        handles = self._trials(study, job_overrides)
+        handles: list[optuna.trial.Trial | None] = list(self.pending)
+        handles += [None] * (len(job_overrides) - len(handles))
+        self.pending = []
         for handle in handles:
             _tag(handle, WORKER_ATTR, WORKER)
         returns = self.inner.launch(job_overrides, initial_job_idx)
@@ -160,7 +147,15 @@ class ResumableOptunaSweeper(OptunaSweeper):
         self.storage_url = absolute_storage(impl.storage)
         impl.storage = open_storage(self.storage_url)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        impl.launcher = TrialRecordingLauncher(impl.launcher, impl.study_name, impl.storage)
+        launcher = TrialRecordingLauncher(impl.launcher)
+        impl.launcher = launcher
+        configure = impl._configure_trials
+
+        def configure_and_remember(trials: list[optuna.trial.Trial], *args: Any, **kwargs: Any) -> Any:
+            launcher.pending = list(trials)
+            return configure(trials, *args, **kwargs)
+
+        impl._configure_trials = configure_and_remember
 
     def sweep(self, arguments: list[str]) -> None:
         impl = self.sweeper
@@ -210,7 +205,13 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 break
             self._reseed(config, offset=len(trials))
             impl.n_trials = min(remaining, impl.n_jobs)
-            impl.sweep(arguments)
+            try:
+                impl.sweep(arguments)
+            except ValueError:
+                # The plugin ends each call by reporting the study's best trial, which fails
+                # while every finished trial has failed; the batch itself was run and recorded.
+                if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                    raise
             launched += impl.n_trials
         impl.n_trials = total
 

@@ -15,6 +15,7 @@ from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.targets import build
 from resnet_lab.data import DeviceLoader, load_splits
 from resnet_lab.train.environment import seed_everything, select_device, select_precision
+from resnet_lab.train.placement import place_job
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Components:
 def build_components(cfg: DictConfig) -> Components:
     typed = validate(cfg)
     trainer_cfg, data_cfg = typed["trainer"], typed["data"]
-    device = select_device(trainer_cfg)
+    device = place_job(select_device(trainer_cfg))
     seed_everything(trainer_cfg.seed, trainer_cfg.deterministic)
 
     splits = load_splits(data_cfg, Path(to_absolute_path(data_cfg.root)))

@@ -257,6 +257,7 @@ def _summary(trainer: Trainer, history: list[EpochMetrics], eval_name: str, clas
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": trainer.precision,
+        "cpu_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "num_params": sum(p.numel() for p in trainer.model.parameters()),
