@@ -109,8 +109,8 @@ def jpeg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target / "cifar10-jpeg"
 
 
-def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "", "WANDB_MODE": "offline"}
+def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "", "WANDB_MODE": "offline", **(env or {})}
     env.pop("HYDRA_FULL_ERROR")
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout

@@ -163,3 +163,21 @@ def test_loader_batches_shuffles_by_seed_and_normalises():
     torch.testing.assert_close(x, (images[y].float() / 255 - 0.5) / 0.25)
     full = list(DeviceLoader(images, labels, batch_size=16, **options))
     assert [b[0].shape[0] for b in full] == [16, 16, 16, 2] and torch.equal(torch.cat([b[1] for b in full]), labels)
+
+
+def test_ranks_together_see_exactly_the_batches_of_one_process():
+    """Under ddp each rank takes its rows of every batch; the randomness is drawn for the whole
+    batch, so the shards put together are the one-process batch, augmentation included."""
+    from resnet_lab.augment import build_augment
+    from resnet_lab.config.schema import AugmentationConfig
+
+    images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(50)
+    augment = build_augment(AugmentationConfig(crop_padding=2, flip_p=0.5, cutout_size=3, cutout_p=0.5))
+    options = dict(mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), batch_size=10, shuffle=True, seed=3, augment=augment)
+    whole = list(DeviceLoader(images, labels, **options))
+    shards = [list(DeviceLoader(images, labels, rank=r, world=2, **options)) for r in range(2)]
+    assert [len(b[1]) for b in shards[0]] == [5] * 5
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
+        assert torch.equal(torch.cat([y0, y1]), y)
+        torch.testing.assert_close(torch.cat([x0, x1]), x)

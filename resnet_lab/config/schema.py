@@ -52,6 +52,32 @@ class Strategy(str, Enum):
     ddp = "ddp"
 
 
+class CompileMode(str, Enum):
+    """torch.compile modes; the names are what a config writes (reduce_overhead = CUDA graphs)."""
+
+    auto = "auto"
+    off = "off"
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+
+
+class TTAMode(str, Enum):
+    """Test-time augmentation of the final evaluation."""
+
+    none = "none"
+    flip = "flip"
+    flip_translate = "flip_translate"
+
+
+class OptimizerImplementation(str, Enum):
+    auto = "auto"
+    fused = "fused"
+    foreach = "foreach"
+    for_loop = "for_loop"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -79,8 +105,10 @@ class ModelConfig:
     head_pool: HeadPool = HeadPool.avg
     num_classes: Optional[int] = None
     logit_scale: Optional[float] = None
+    bn_momentum: float = 0.1
 
     def check(self, key: str) -> None:
+        require(0.0 < self.bn_momentum <= 1.0, f"{key}.bn_momentum", self.bn_momentum, "a value in (0, 1]")
         # 16x the base widths is already a 1.7-billion-parameter net; beyond that is a typo.
         require(0 < self.width_multiplier <= 16, f"{key}.width_multiplier", self.width_multiplier, "a number in (0, 16]")
         require(0.0 <= self.dropout < 1.0, f"{key}.dropout", self.dropout, "a value in [0, 1)")
@@ -143,6 +171,7 @@ class OptimizerConfig:
     _partial_: bool = True
     weight_decay: float = 0.0
     decay_norm_and_bias: bool = True
+    implementation: OptimizerImplementation = OptimizerImplementation.auto
 
     def check(self, key: str) -> None:
         _non_negative(f"{key}.weight_decay", self.weight_decay)
@@ -248,9 +277,13 @@ class TrainerConfig:
     resume_fallback_best: bool = False
     progress: bool = True
     strategy: Strategy = Strategy.single
+    compile: CompileMode = CompileMode.auto
+    tta: TTAMode = TTAMode.none
+    eval_every: int = 1
 
     def check(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
+        require(self.eval_every >= 0, f"{key}.eval_every", self.eval_every, "an integer >= 0 (0: only after the last epoch)")
         require(0.0 <= self.label_smoothing < 1.0, f"{key}.label_smoothing", self.label_smoothing, "a value in [0, 1)")
         if self.grad_clip is not None:
             _positive(f"{key}.grad_clip", self.grad_clip)

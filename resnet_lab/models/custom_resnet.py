@@ -15,24 +15,24 @@ BASE_WIDTHS = (64, 128, 256, 512)
 class ConvBNReLU(nn.Sequential):
     """3x3 conv (no bias: BatchNorm follows), optional 2x2 max-pool, BatchNorm, ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, pool: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, pool: bool = False, bn_momentum: float = 0.1) -> None:
         layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)]
         if pool:
             layers.append(nn.MaxPool2d(2))
-        layers += [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+        layers += [nn.BatchNorm2d(out_channels, momentum=bn_momentum), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
 
 class ResidualBlock(nn.Module):
     """Two conv-BN-ReLU added to the block's input, then a ReLU."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, bn_momentum: float = 0.1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = nn.BatchNorm2d(channels, momentum=bn_momentum)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels, momentum=bn_momentum)
         self.relu2 = nn.ReLU(inplace=True)
         self.relu_out = nn.ReLU(inplace=True)
 
@@ -53,13 +53,15 @@ class CustomResNet(nn.Module):
         head_pool: str = "avg",
         logit_scale: float | None = None,
         in_channels: int = 3,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         w1, w2, w3, w4 = (max(1, round(base * width_multiplier)) for base in BASE_WIDTHS)
-        self.prep = ConvBNReLU(in_channels, w1)
-        self.layer1 = nn.Sequential(ConvBNReLU(w1, w2, pool=True), ResidualBlock(w2))
-        self.layer2 = ConvBNReLU(w2, w3, pool=True)
-        self.layer3 = nn.Sequential(ConvBNReLU(w3, w4, pool=True), ResidualBlock(w4))
+        m = bn_momentum
+        self.prep = ConvBNReLU(in_channels, w1, bn_momentum=m)
+        self.layer1 = nn.Sequential(ConvBNReLU(w1, w2, pool=True, bn_momentum=m), ResidualBlock(w2, bn_momentum=m))
+        self.layer2 = ConvBNReLU(w2, w3, pool=True, bn_momentum=m)
+        self.layer3 = nn.Sequential(ConvBNReLU(w3, w4, pool=True, bn_momentum=m), ResidualBlock(w4, bn_momentum=m))
         # A 32x32 input is 4x4 here; a fixed 4x4 window keeps the seed's AvgPool2d layer.
         self.pool = nn.AvgPool2d(4) if head_pool == "avg" else nn.MaxPool2d(4)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
@@ -86,6 +88,7 @@ def custom_resnet(
     dropout: float = 0.0,
     head_pool: str = "avg",
     logit_scale: float | None = None,
+    bn_momentum: float = 0.1,
 ) -> CustomResNet:
     """Factory named by conf/model/custom_resnet.yaml; `num_classes=None` means 10."""
     return CustomResNet(
@@ -94,4 +97,5 @@ def custom_resnet(
         dropout=dropout,
         head_pool=str(getattr(head_pool, "value", head_pool)),
         logit_scale=logit_scale,
+        bn_momentum=bn_momentum,
     )

@@ -76,7 +76,7 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
         params = {key: _number(value) for key, value in params.items()}
         summary_file = job / "summary.json"
         if summary_file.is_file():
-            value = json.loads(summary_file.read_text())["final"]["eval_acc"]
+            value = json.loads(summary_file.read_text())["objective"]
             records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job)))
         else:
             records.append(TrialRecord(int(job.name), "FAIL", None, params, str(job), "no summary.json: the job failed or is unfinished"))

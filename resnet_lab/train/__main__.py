@@ -1,13 +1,16 @@
-"""`python -m resnet_lab.train [overrides]`: one run, or a multirun / sweep with `-m`."""
+"""`python -m resnet_lab.train [overrides]`: one run, or a multirun / sweep with `-m`; under
+torchrun with trainer.strategy=ddp, one run over several processes."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from resnet_lab.cli import run_app
+from resnet_lab.train.distributed import process_group
 from resnet_lab.train.run import run_training
 
 
@@ -16,7 +19,8 @@ def train(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    run_app(train, config_name="train")
+    with process_group(sys.argv):
+        run_app(train, config_name="train")
 
 
 if __name__ == "__main__":

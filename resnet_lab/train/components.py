@@ -7,13 +7,16 @@ from pathlib import Path
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_lab.augment import build_augment
 from resnet_lab.config import ConfigError, validate
+from resnet_lab.config.schema import AUTO
 from resnet_lab.config.targets import build
 from resnet_lab.data import DeviceLoader, load_splits
+from resnet_lab.train.compiled import compile_mode, compiled_model
+from resnet_lab.train.distributed import World, check_strategy, ddp_device
 from resnet_lab.train.environment import seed_everything, select_device, select_precision
 from resnet_lab.train.placement import place_job
 
@@ -29,12 +32,17 @@ class Components:
     precision: str
     classes: list[str]
     eval_name: str
+    world: World | None = None  # this rank's place under trainer.strategy=ddp; None: one process
+    compile_mode: str | None = None  # torch.compile mode; None: eager
+    compiled: nn.Module | None = None  # `model` under torch.compile, shared with earlier jobs (one process only)
 
 
 def build_components(cfg: DictConfig) -> Components:
     typed = validate(cfg)
     trainer_cfg, data_cfg = typed["trainer"], typed["data"]
-    device = place_job(select_device(trainer_cfg))
+    auto_lr = cfg.scheduler.max_lr == AUTO and not cfg.lr_finder.file
+    world = check_strategy(trainer_cfg.strategy, data_cfg.batch_size, data_cfg.eval_batch_size, data_cfg.drop_last, auto_lr)
+    device = ddp_device(select_device(trainer_cfg), world) if world is not None else place_job(select_device(trainer_cfg))
     seed_everything(trainer_cfg.seed, trainer_cfg.deterministic)
 
     splits = load_splits(data_cfg, Path(to_absolute_path(data_cfg.root)))
@@ -44,8 +52,14 @@ def build_components(cfg: DictConfig) -> Components:
     model = build(cfg.model, num_classes=num_classes)
     channels_last = trainer_cfg.channels_last and device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    mode = compile_mode(trainer_cfg.compile, device)
+    compiled = None
+    if mode is not None and world is None:
+        identity = {"model": OmegaConf.to_container(cfg.model, resolve=True), "classes": num_classes, "device": str(device), "channels_last": channels_last}
+        model, compiled = compiled_model(model, mode, identity)
 
-    loader_options = dict(mean=data_cfg.mean, std=data_cfg.std, device=device, channels_last=channels_last)
+    shard = dict(rank=world.rank, world=world.size) if world is not None else {}
+    loader_options = dict(mean=data_cfg.mean, std=data_cfg.std, device=device, channels_last=channels_last, **shard)
     train_loader = DeviceLoader(
         splits.train_images,
         splits.train_labels,
@@ -58,4 +72,4 @@ def build_components(cfg: DictConfig) -> Components:
     )
     eval_loader = DeviceLoader(splits.eval_images, splits.eval_labels, data_cfg.eval_batch_size, **loader_options)
     precision = select_precision(trainer_cfg, device)
-    return Components(model, train_loader, eval_loader, device, precision, splits.classes, splits.eval_name)
+    return Components(model, train_loader, eval_loader, device, precision, splits.classes, splits.eval_name, world, mode, compiled)

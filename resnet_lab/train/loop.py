@@ -4,6 +4,7 @@ batch, so the GPU never waits on Python between steps."""
 from __future__ import annotations
 
 import math
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,11 @@ from torch import nn
 from tqdm import tqdm
 
 from resnet_lab.config.errors import ConfigError
+from resnet_lab.augment.tta import tta_logits
+from resnet_lab.config.schema import TTAMode
 from resnet_lab.data.loader import DeviceLoader
+from resnet_lab.train.compiled import uses_cuda_graphs
+from resnet_lab.train.distributed import all_min, all_sum, any_rank, broadcast_buffers
 
 
 class DivergedError(ConfigError):
@@ -67,6 +72,7 @@ class EpochMetrics:
     lr: float
     epoch_time_s: float
     images_per_s: float
+    tta_acc: float | None = None  # the last epoch's evaluation with trainer.tta (None: no TTA)
 
     def as_row(self) -> dict[str, float]:
         return asdict(self)
@@ -88,8 +94,29 @@ class Trainer:
         label_smoothing: float = 0.0,
         grad_clip: float | None = None,
         show_progress: bool = True,
+        distributed: bool = False,
+        compiled: nn.Module | None = None,
+        compile_mode: str | None = None,
+        tta: TTAMode = TTAMode.none,
+        eval_every: int = 1,
     ) -> None:
         self.model = model
+        # Steps and evaluation run `compiled` (the model under torch.compile) when given; under
+        # ddp, training steps go through the DDP wrapper (compiled as a whole) and evaluation
+        # through the plain model. Checkpoints and galleries always use the plain model.
+        self.distributed = distributed
+        self.train_model: nn.Module = model if compiled is None else compiled
+        self.eval_model: nn.Module = self.train_model
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            self.train_model = torch.compile(wrapped, mode=compile_mode) if compile_mode else wrapped
+            self.eval_model = model
+        self.compile_mode = compile_mode
+        self.cuda_graphs = uses_cuda_graphs(compile_mode)
+        self.tta = TTAMode(tta)
+        self.eval_every = eval_every
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.train_loader = train_loader
@@ -114,7 +141,7 @@ class Trainer:
     def train_epoch(self, epoch: int, epochs: int) -> tuple[float, float, float, float]:
         """Returns (mean loss, accuracy, seconds, LR of the epoch's last step). Continues a
         saved partial epoch when there is one; stops after the step in flight on a signal."""
-        self.model.train()
+        self.train_model.train()
         progress = self.resume_progress if self.resume_progress is not None and self.resume_progress.epoch == epoch else None
         self.resume_progress = None
         if progress is None:
@@ -130,8 +157,10 @@ class Trainer:
             initial=progress.next_batch, total=len(self.train_loader),
         )
         for index, (images, labels) in enumerate(batches, start=progress.next_batch):
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
-                logits = self.model(images)
+                logits = self.train_model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -146,35 +175,42 @@ class Trainer:
             progress.loss_sum += loss * labels.shape[0]
             progress.correct += (logits.argmax(1) == labels).sum()
             progress.first_bad_step = torch.where((progress.first_bad_step < 0) & ~torch.isfinite(loss), index, progress.first_bad_step)
-            if self.stop_signal:
+            if self.stop_signal and not self.distributed:  # ddp ranks stop together, at the epoch's end
                 progress.next_batch = index + 1
                 progress.seconds += time.perf_counter() - start
                 self.interrupted_progress = progress
                 raise TrainingInterrupted(128 + self.stop_signal, f"epoch {epoch}, after step {index + 1} of {len(self.train_loader)}")
+        no_bad_step = 2**31  # larger than any step index
+        first_bad = torch.where(progress.first_bad_step < 0, no_bad_step, progress.first_bad_step)
+        loss_sum, correct = all_sum(progress.loss_sum, progress.correct)
         loss_total, correct_total, bad_step = torch.stack(
-            [progress.loss_sum, progress.correct.to(progress.loss_sum.dtype), progress.first_bad_step.to(progress.loss_sum.dtype)]
+            [loss_sum.double(), correct.double(), all_min(first_bad).double()]
         ).tolist()
         seconds = progress.seconds + time.perf_counter() - start
         n = self.train_loader.num_samples
-        if bad_step >= 0 or not math.isfinite(loss_total):
+        if bad_step < no_bad_step or not math.isfinite(loss_total):
             step = int(bad_step)
-            raise DivergedError(
-                f"training loss became nan/inf at step {step + 1} of epoch {epoch} (lr {progress.lrs[step]:.4g}); lower scheduler.max_lr"
-            )
+            where = f"at step {step + 1} of epoch {epoch} (lr {progress.lrs[step]:.4g})" if bad_step < no_bad_step else f"in epoch {epoch}"
+            raise DivergedError(f"training loss became nan/inf {where}; lower scheduler.max_lr")
         return loss_total / n, correct_total / n, seconds, progress.lrs[-1]
 
     @torch.no_grad()
-    def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
-        """Returns (mean loss, accuracy) on the evaluation split (plain cross-entropy)."""
+    def evaluate(self, loader: DeviceLoader | None = None, tta: TTAMode = TTAMode.none) -> tuple[float, float]:
+        """Returns (mean loss, accuracy) on the evaluation split (plain cross-entropy), with the
+        logits averaged over the views of `tta`."""
         loader = loader or self.eval_loader
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for images, labels in loader:
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
-                logits = self.model(images)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+                logits = tta_logits(self.eval_model, images, tta)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
+        if loader.world > 1:
+            loss_sum, correct = all_sum(loss_sum, correct)
         loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
         return loss_total / loader.num_samples, correct_total / loader.num_samples
 
@@ -182,7 +218,12 @@ class Trainer:
         """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""
         for epoch in range(len(self.history) + 1, epochs + 1):
             train_loss, train_acc, seconds, lr = self.train_epoch(epoch, epochs)
-            eval_loss, eval_acc = self.evaluate()
+            if self.distributed:
+                broadcast_buffers(self.model)
+            eval_loss, eval_acc = math.nan, math.nan
+            if epoch == epochs or (self.eval_every and epoch % self.eval_every == 0):
+                eval_loss, eval_acc = self.evaluate()
+            tta_acc = self.evaluate(tta=self.tta)[1] if epoch == epochs and self.tta != TTAMode.none else None
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -192,12 +233,14 @@ class Trainer:
                 lr=lr,
                 epoch_time_s=seconds,
                 images_per_s=self.train_loader.num_samples / seconds,
+                tta_acc=tta_acc,
             )
             self.history.append(metrics)
             for callback in callbacks:
                 callback(self, metrics)
-            if self.stop_signal and epoch < epochs:
-                raise TrainingInterrupted(128 + self.stop_signal, f"the end of epoch {epoch}")
+            stop = any_rank(bool(self.stop_signal), self.device) if self.distributed else bool(self.stop_signal)
+            if stop and epoch < epochs:
+                raise TrainingInterrupted(128 + (self.stop_signal or signal.SIGTERM), f"the end of epoch {epoch}")
         return self.history
 
     def state_dict(self) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from resnet_lab.config import validate
-from resnet_lab.config.schema import AUTO
+from resnet_lab.config import ConfigError, validate
+from resnet_lab.config.schema import AUTO, Strategy
 from resnet_lab.optim import build_optimizer
 from resnet_lab.optim.lr_range import RangeTestResult, range_test, read_suggestion, save_result
 from resnet_lab.train.components import Components, build_components
@@ -17,6 +17,8 @@ from resnet_lab.train.components import Components, build_components
 
 def run_range_test(cfg: DictConfig, out_dir: Path, parts: Components | None = None) -> RangeTestResult:
     typed = validate(cfg)
+    if typed["trainer"].strategy == Strategy.ddp:
+        raise ConfigError("the LR range test runs in one process: trainer.strategy='ddp' is not allowed here (use trainer.strategy=single)")
     parts = parts or build_components(cfg)
     finder_cfg = typed["lr_finder"]
     optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ from resnet_lab.explain import explain_misclassified
 from resnet_lab.optim import build_optimizer, build_scheduler
 from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
+from resnet_lab.train.distributed import world
 from resnet_lab.train.environment import git_commit
 from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.loop import EpochMetrics, Trainer, TrainingInterrupted
@@ -48,7 +50,12 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
         precision=parts.precision,
         label_smoothing=cfg.trainer.label_smoothing,
         grad_clip=cfg.trainer.grad_clip,
-        show_progress=cfg.trainer.progress,
+        show_progress=cfg.trainer.progress and (parts.world is None or parts.world.is_main),
+        distributed=parts.world is not None,
+        compiled=parts.compiled,
+        compile_mode=parts.compile_mode,
+        tta=cfg.trainer.tta,
+        eval_every=cfg.trainer.eval_every,
     )
     return trainer, parts.classes, parts.eval_name
 
@@ -60,10 +67,12 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
     started = time.perf_counter()
     typed = validate(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train")
+    # Under ddp only rank 0 writes: the run directory, checkpoints and the one W&B run.
+    main = world().is_main
+    tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
     try:
-        accuracy = _train(cfg, typed, resolved, run_dir, tracker, started)
+        accuracy = _train(cfg, typed, resolved, run_dir, tracker, started, main)
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
@@ -76,18 +85,20 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
         torch.cuda.empty_cache()
         batch = cfg.data.batch_size
         raise ConfigError(f"CUDA out of memory with data.batch_size={batch}; try data.batch_size={max(1, batch // 2)} (or a smaller model.width_multiplier)")
-    print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
+    if main:
+        print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
     return accuracy
 
 
-def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker: Tracker, started: float) -> float:
+def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker: Tracker, started: float, main: bool) -> float:
     parts = build_components(cfg)
     max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
     trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
-    check_writable(checkpoints, checkpoint_bytes(trainer) * 3 + 32 * 2**20)
+    if main:
+        check_writable(checkpoints, checkpoint_bytes(trainer) * 3 + 32 * 2**20)
     resumed_from = _resume(cfg, trainer, run_dir)
-    best = {"acc": max((m.eval_acc for m in trainer.history), default=-1.0)}
+    best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
         # metrics.csv first: whenever last.pt exists, its epochs are in metrics.csv too.
@@ -99,35 +110,43 @@ def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker:
             save_checkpoint(checkpoints / BEST, state)
 
     def report(trainer: Trainer, metrics: EpochMetrics) -> None:
+        scored = not math.isnan(metrics.eval_acc)
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  lr %.3g  %.1fs (%.0f img/s)",
-            metrics.epoch, cfg.trainer.epochs, metrics.train_loss, 100 * metrics.train_acc, eval_name,
-            metrics.eval_loss, 100 * metrics.eval_acc, metrics.lr, metrics.epoch_time_s, metrics.images_per_s,
+            "epoch %d/%d  train loss %.4f acc %.2f%%  %s  lr %.3g  %.1fs (%.0f img/s)",
+            metrics.epoch, cfg.trainer.epochs, metrics.train_loss, 100 * metrics.train_acc,
+            f"{eval_name} loss {metrics.eval_loss:.4f} acc {100 * metrics.eval_acc:.2f}%" if scored else f"({eval_name} not evaluated)",
+            metrics.lr, metrics.epoch_time_s, metrics.images_per_s,
         )
-        tracker.log(
-            {
-                "epoch": metrics.epoch, "train/loss": metrics.train_loss, "train/acc": metrics.train_acc,
-                f"{eval_name}/loss": metrics.eval_loss, f"{eval_name}/acc": metrics.eval_acc, "lr": metrics.lr,
-                "epoch_time_s": metrics.epoch_time_s, "images_per_s": metrics.images_per_s,
-            },
-            step=metrics.epoch,
-        )
+        values = {
+            "epoch": metrics.epoch, "train/loss": metrics.train_loss, "train/acc": metrics.train_acc, "lr": metrics.lr,
+            "epoch_time_s": metrics.epoch_time_s, "images_per_s": metrics.images_per_s,
+        }
+        if scored:
+            values |= {f"{eval_name}/loss": metrics.eval_loss, f"{eval_name}/acc": metrics.eval_acc}
+        if metrics.tta_acc is not None:
+            values[f"{eval_name}/tta_acc"] = metrics.tta_acc
+            log.info("%s accuracy with test-time augmentation (%s): %.2f%%", eval_name, trainer.tta.value, 100 * metrics.tta_acc)
+        tracker.log(values, step=metrics.epoch)
 
     try:
         with stop_on_signals(trainer):
-            history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report])
+            history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report] if main else [])
     except TrainingInterrupted as interrupt:
+        if not main:
+            raise
         if trainer.interrupted_progress is not None:
             save_checkpoint(checkpoints / LAST, {"trainer": trainer.state_dict(), "epoch": len(trainer.history), "config": resolved, "classes": classes})
         print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
         print(f"resume: {resume_command(run_dir)}")
         raise
+    if not main:
+        return objective(history)
     summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, resumed_from)
     summary.update(max_lr=max_lr, max_lr_source=max_lr_source, reproduced_from=cfg.reproduced_from, wandb_run_dir=tracker.run_dir)
     write_json(run_dir / "summary.json", summary)
     plot_curves(run_dir / "curves.png", history, eval_name)
     if typed["explain"].enabled:
-        cells = explain_misclassified(trainer.model, trainer.eval_loader, classes, typed["explain"], run_dir)
+        cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, typed["explain"], run_dir)
         tracker.log_table(
             "misclassified_gradcam",
             ["image", "gradcam_overlay", "predicted", "true", "confidence"],
@@ -136,7 +155,18 @@ def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker:
         )
     _track_outputs(tracker, run_dir, summary)
     log.info("final %s accuracy %.2f%% (best %.2f%%); outputs in %s", eval_name, 100 * history[-1].eval_acc, 100 * summary["best_eval_acc"], run_dir)
-    return history[-1].eval_acc
+    return summary["objective"]
+
+
+def evaluated(history: list[EpochMetrics]) -> list[EpochMetrics]:
+    """Epochs that were evaluated (trainer.eval_every may skip some)."""
+    return [m for m in history if not math.isnan(m.eval_acc)]
+
+
+def objective(history: list[EpochMetrics]) -> float:
+    """What a sweep maximises: the final accuracy, with test-time augmentation when it is on."""
+    final = history[-1]
+    return final.eval_acc if final.tta_acc is None else final.tta_acc
 
 
 def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
@@ -242,15 +272,18 @@ def _resume(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> str | None:
 
 def _summary(trainer: Trainer, history: list[EpochMetrics], eval_name: str, classes: list[str], wall: float, resumed_from: str | None) -> dict:
     final = history[-1]
-    best = max(history, key=lambda m: m.eval_acc)
+    best = max(evaluated(history), key=lambda m: m.eval_acc)
     device = trainer.device
     return {
         "eval_split": eval_name,
         "epochs": final.epoch,
         "final": final.as_row(),
+        "objective": objective(history),
         "best_eval_acc": best.eval_acc,
         "best_epoch": best.epoch,
         "best_train_acc": max(m.train_acc for m in history),
+        "tta": trainer.tta.value,
+        "compile_mode": trainer.compile_mode,
         "wall_time_s": wall,
         "train_time_s": sum(m.epoch_time_s for m in history),
         "mean_images_per_s": sum(m.images_per_s for m in history) / len(history),
@@ -258,6 +291,8 @@ def _summary(trainer: Trainer, history: list[EpochMetrics], eval_name: str, clas
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": trainer.precision,
         "cpu_threads": torch.get_num_threads(),
+        "strategy": "ddp" if trainer.distributed else "single",
+        "world_size": world().size if trainer.distributed else 1,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "num_params": sum(p.numel() for p in trainer.model.parameters()),

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.cifar_speed` (README: Speed)."""

@@ -1,0 +1,78 @@
+"""The speed path's switches: compile once per process, test-time augmentation, evaluation
+cadence and optimizer kernels. (Speed itself is measured by benchmarks/, never here.)"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch._dynamo.utils
+from torch import nn
+
+from conftest import TINY, compose_config
+from resnet_lab.augment.tta import tta_logits
+from resnet_lab.config.schema import TTAMode
+from resnet_lab.optim import build_optimizer
+from resnet_lab.train.run import build_trainer, objective
+
+
+def test_tta_averages_the_mirrored_and_shifted_views():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    x = torch.randn(6, 3, 8, 8)
+    plain, mirror = model(x), model(x.flip(-1))
+    torch.testing.assert_close(tta_logits(model, x, TTAMode.none), plain)
+    torch.testing.assert_close(tta_logits(model, x, TTAMode.flip), (plain + mirror) / 2)
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    views = [x, padded[..., :-2, :-2], padded[..., 2:, 2:]]
+    pairs = [(model(v) + model(v.flip(-1))) / 2 for v in views]
+    torch.testing.assert_close(tta_logits(model, x, TTAMode.flip_translate), pairs[0] / 2 + (pairs[1] + pairs[2]) / 4)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("fused", {"fused": True}), ("foreach", {"foreach": True}), ("for_loop", {"foreach": False})])
+def test_optimizer_implementation_reaches_torch(setting, expected):
+    for group in ("sgd", "adam", "adamw"):
+        cfg = compose_config([f"optimizer={group}", f"optimizer.implementation={setting}"])
+        optimizer = build_optimizer(cfg.optimizer, nn.Linear(3, 2), lr=0.1)
+        assert {k: optimizer.defaults[k] for k in expected} == expected
+
+
+def test_auto_implementation_keeps_torchs_default_on_the_cpu():
+    optimizer = build_optimizer(compose_config([]).optimizer, nn.Linear(3, 2), lr=0.1)
+    assert not optimizer.defaults.get("fused")
+
+
+def test_bad_speed_settings_are_one_clear_line(image_root, tmp_path):
+    from conftest import run_cli
+
+    for override, allowed in (("trainer.compile=fast", "auto, off, default"), ("trainer.tta=rotate", "none, flip, flip_translate"),
+                              ("optimizer.implementation=cuda", "auto, fused, foreach, for_loop")):
+        result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, override, cwd=tmp_path)
+        assert result.returncode == 2 and allowed in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_eval_every_zero_evaluates_once_and_tta_is_the_objective(image_root):
+    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=3", "trainer.eval_every=0", "trainer.tta=flip_translate"])
+    trainer, _, _ = build_trainer(cfg)
+    history = trainer.fit(3)
+    assert [math.isnan(m.eval_acc) for m in history] == [True, True, False]
+    assert [m.tta_acc is None for m in history] == [True, True, False]
+    assert objective(history) == history[-1].tta_acc >= 0.6, "learns the synthetic classes (chance is 1/3)"
+
+
+@pytest.mark.slow
+def test_a_later_job_reuses_the_compiled_model_with_fresh_weights(image_root):
+    """Two jobs of one process with trainer.compile=default: the second compiles nothing and,
+    starting from the same seed, trains exactly as the first (its weights were reset)."""
+    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=2", "trainer.compile=default"])
+    first, _, _ = build_trainer(cfg)
+    assert first.compile_mode == "default" and first.train_model is not first.model
+    runs = [first.fit(2)]
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    second, _, _ = build_trainer(cfg)
+    assert second.model is first.model and second.train_model is first.train_model
+    runs.append(second.fit(2))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "no recompilation in the second job"
+    assert [m.train_loss for m in runs[1]] == pytest.approx([m.train_loss for m in runs[0]], rel=1e-5)
+    assert runs[1][-1].eval_acc == runs[0][-1].eval_acc >= 0.6
