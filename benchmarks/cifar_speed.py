@@ -205,9 +205,8 @@ def run_airbench(work: Path, scale: Scale) -> dict[str, Any]:
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
                 airbench.train94(verbose=True)
-            row = next(line for line in printed.getvalue().splitlines() if _FINAL_ROW.match(line))
-            cells = [c.strip() for c in row.strip("|").split("|")]
-            runs.append({"seed": seed, "accuracy": float(cells[5]), "time_s": float(cells[6]), "peak_memory_gib": peak_memory(torch.device("cuda"))})
+            accuracy, seconds = airbench_result(printed.getvalue())
+            runs.append({"seed": seed, "accuracy": accuracy, "time_s": seconds, "peak_memory_gib": peak_memory(torch.device("cuda"))})
             print(f"airbench94 seed {seed}: {100 * runs[-1]['accuracy']:.2f}% in {runs[-1]['time_s']:.2f} s", flush=True)
     finally:
         os.chdir(previous)
@@ -215,6 +214,16 @@ def run_airbench(work: Path, scale: Scale) -> dict[str, Any]:
         "version": airbench_version(), "accuracy": mean_std([r["accuracy"] for r in runs]), "time_s": mean_std([r["time_s"] for r in runs]),
         "peak_memory_gib": max(r["peak_memory_gib"] for r in runs), "runs": runs,
     }
+
+
+def airbench_result(printed: str) -> tuple[float, float]:
+    """(TTA test accuracy, seconds) from the final 'eval' row of the table train94 prints: it
+    returns only the model, and times itself with CUDA events by the rules we follow."""
+    row = next((line for line in printed.splitlines() if _FINAL_ROW.match(line)), None)
+    if row is None:
+        raise RuntimeError(f"airbench printed no final 'eval' row: {printed[-500:]!r}")
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    return float(cells[5]), float(cells[6])
 
 
 def airbench_version() -> str | None:
@@ -359,12 +368,14 @@ def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
             raise RuntimeError(f"sweep failed: {result.stderr[-2000:]}")
         return seconds, result.stderr + result.stdout, folder
 
-    one_s, _, _ = sweep(1, "one")
+    one_s, one_log, _ = sweep(1, "one")
     total_s, log, folder = sweep(scale.sweep_trials, "many")
     trial_times = [json.loads(p.read_text())["wall_time_s"] for p in sorted(folder.glob("*/summary.json"))]
     return {
         "trials": scale.sweep_trials, "total_s": total_s, "one_trial_s": one_s, "ratio": total_s / (scale.sweep_trials * one_s),
-        "trial_wall_s": trial_times, "recompiles": log.count("Recompiling function"),
+        # The first trial compiles training and evaluation (a grad-mode recompile): what the
+        # other trials add on top of one trial alone is what matters.
+        "trial_wall_s": trial_times, "recompiles": log.count("Recompiling function") - one_log.count("Recompiling function"),
         "ratio_to_steady_trials": total_s / (scale.sweep_trials * statistics.median(trial_times[1:] or trial_times)),
     }
 

@@ -37,3 +37,19 @@ def test_unknown_part_is_refused(tmp_path, capsys):
         cifar_speed.main(["--parts", "speedrun,warp", "--data", str(tmp_path)])
     assert stopped.value.code == 2
     assert "unknown part(s) warp; allowed: speedrun, airbench, baseline, bare, sweep, profile" in capsys.readouterr().err
+
+
+def test_airbench_result_is_read_from_the_table_airbench_prints():
+    """The row format comes from airbench's own printer (CPU-safe), not from a copy of it."""
+    import contextlib
+    import io
+
+    from airbench.utils import print_training_details
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        print_training_details({"run": 0, "epoch": 9, "train_loss": 0.51, "train_acc": 0.93, "val_acc": 0.935}, is_final_entry=False)
+        print_training_details({"epoch": "eval", "tta_val_acc": 0.9403, "total_time_seconds": 3.8312}, is_final_entry=True)
+    assert cifar_speed.airbench_result(printed.getvalue()) == (0.9403, 3.8312)
+    with pytest.raises(RuntimeError, match="no final 'eval' row"):
+        cifar_speed.airbench_result("|  0  |  1  |\n")

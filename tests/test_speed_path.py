@@ -76,3 +76,38 @@ def test_a_later_job_reuses_the_compiled_model_with_fresh_weights(image_root):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "no recompilation in the second job"
     assert [m.train_loss for m in runs[1]] == pytest.approx([m.train_loss for m in runs[0]], rel=1e-5)
     assert runs[1][-1].eval_acc == runs[0][-1].eval_acc >= 0.6
+
+
+def test_weight_average_lerps_by_the_decay_of_its_interval_and_swaps_back():
+    from resnet_lab.train.ema import WeightAverage
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.9, every=2)
+    start = [t.clone() for t in average.tensors]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update(model)
+    live = WeightAverage._live(model)
+    for a, s, l in zip(average.tensors, start, live):
+        torch.testing.assert_close(a, s + (1 - 0.81) * (l - s))
+    before = [t.clone() for t in live]
+    averaged = [t.clone() for t in average.tensors]
+    average.swap(model)
+    assert all(torch.equal(t, a) for t, a in zip(WeightAverage._live(model), averaged))
+    average.swap(model)
+    assert all(torch.equal(t, b) for t, b in zip(WeightAverage._live(model), before))
+
+
+def test_ema_run_learns_ends_on_the_average_and_frozen_bn_scales_stay_one(image_root):
+    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=3", "trainer.ema_decay=0.9",
+                          "trainer.ema_every=2", "model.bn_scale_trainable=false"])
+    trainer, _, _ = build_trainer(cfg)
+    history = trainer.fit(3)
+    assert history[-1].eval_acc >= 0.6, "learns the synthetic classes (chance is 1/3)"
+    assert trainer.evaluate()[1] == history[-1].eval_acc, "the model now holds the weights that were evaluated"
+    final = trainer.ema._live(trainer.model)
+    assert not all(torch.equal(t, a) for t, a in zip(final, trainer.ema.tensors)), "the live weights were swapped out for the average"
+    scales = [m.weight for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert scales and all(not w.requires_grad and torch.all(w == 1) for w in scales)
+    assert trainer.state_dict()["ema"]["decay"] == 0.9

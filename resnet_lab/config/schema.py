@@ -106,6 +106,7 @@ class ModelConfig:
     num_classes: Optional[int] = None
     logit_scale: Optional[float] = None
     bn_momentum: float = 0.1
+    bn_scale_trainable: bool = True
 
     def check(self, key: str) -> None:
         require(0.0 < self.bn_momentum <= 1.0, f"{key}.bn_momentum", self.bn_momentum, "a value in (0, 1]")
@@ -280,8 +281,13 @@ class TrainerConfig:
     compile: CompileMode = CompileMode.auto
     tta: TTAMode = TTAMode.none
     eval_every: int = 1
+    ema_decay: Optional[float] = None
+    ema_every: int = 5
 
     def check(self, key: str) -> None:
+        if self.ema_decay is not None:
+            require(0.0 < self.ema_decay < 1.0, f"{key}.ema_decay", self.ema_decay, "null (off) or a value in (0, 1)")
+        require(self.ema_every >= 1, f"{key}.ema_every", self.ema_every, "an integer >= 1")
         require(self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
         require(self.eval_every >= 0, f"{key}.eval_every", self.eval_every, "an integer >= 0 (0: only after the last epoch)")
         require(0.0 <= self.label_smoothing < 1.0, f"{key}.label_smoothing", self.label_smoothing, "a value in [0, 1)")

@@ -54,6 +54,7 @@ class CustomResNet(nn.Module):
         logit_scale: float | None = None,
         in_channels: int = 3,
         bn_momentum: float = 0.1,
+        bn_scale_trainable: bool = True,
     ) -> None:
         super().__init__()
         w1, w2, w3, w4 = (max(1, round(base * width_multiplier)) for base in BASE_WIDTHS)
@@ -68,6 +69,10 @@ class CustomResNet(nn.Module):
         self.fc = nn.Linear(w4, num_classes)
         self.logit_scale = logit_scale
         self.num_classes = num_classes
+        if not bn_scale_trainable:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.weight.requires_grad_(False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer3(self.layer2(self.layer1(self.prep(x))))
@@ -89,6 +94,7 @@ def custom_resnet(
     head_pool: str = "avg",
     logit_scale: float | None = None,
     bn_momentum: float = 0.1,
+    bn_scale_trainable: bool = True,
 ) -> CustomResNet:
     """Factory named by conf/model/custom_resnet.yaml; `num_classes=None` means 10."""
     return CustomResNet(
@@ -98,4 +104,5 @@ def custom_resnet(
         head_pool=str(getattr(head_pool, "value", head_pool)),
         logit_scale=logit_scale,
         bn_momentum=bn_momentum,
+        bn_scale_trainable=bn_scale_trainable,
     )

@@ -20,6 +20,7 @@ from resnet_lab.augment.tta import tta_logits
 from resnet_lab.config.schema import TTAMode
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.train.compiled import uses_cuda_graphs
+from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.distributed import all_min, all_sum, any_rank, broadcast_buffers
 
 
@@ -99,6 +100,7 @@ class Trainer:
         compile_mode: str | None = None,
         tta: TTAMode = TTAMode.none,
         eval_every: int = 1,
+        ema: WeightAverage | None = None,
     ) -> None:
         self.model = model
         # Steps and evaluation run `compiled` (the model under torch.compile) when given; under
@@ -111,12 +113,14 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-            self.train_model = torch.compile(wrapped, mode=compile_mode) if compile_mode else wrapped
+            self.train_model = torch.compile(wrapped, mode=compile_mode, dynamic=False) if compile_mode else wrapped
             self.eval_model = model
         self.compile_mode = compile_mode
         self.cuda_graphs = uses_cuda_graphs(compile_mode)
         self.tta = TTAMode(tta)
         self.eval_every = eval_every
+        # Evaluated in place of the live weights, which it replaces for good after the last epoch.
+        self.ema = ema
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.train_loader = train_loader
@@ -171,6 +175,8 @@ class Trainer:
             self.scaler.update()
             progress.lrs.append(self.optimizer.param_groups[0]["lr"])
             self.scheduler.step()
+            if self.ema is not None and (index + 1) % self.ema.every == 0:
+                self.ema.update(self.model)
             loss = loss.detach().float()
             progress.loss_sum += loss * labels.shape[0]
             progress.correct += (logits.argmax(1) == labels).sum()
@@ -218,12 +224,16 @@ class Trainer:
         """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""
         for epoch in range(len(self.history) + 1, epochs + 1):
             train_loss, train_acc, seconds, lr = self.train_epoch(epoch, epochs)
+            if self.ema is not None:
+                self.ema.swap(self.model)
             if self.distributed:
                 broadcast_buffers(self.model)
             eval_loss, eval_acc = math.nan, math.nan
             if epoch == epochs or (self.eval_every and epoch % self.eval_every == 0):
                 eval_loss, eval_acc = self.evaluate()
             tta_acc = self.evaluate(tta=self.tta)[1] if epoch == epochs and self.tta != TTAMode.none else None
+            if self.ema is not None and epoch < epochs:
+                self.ema.swap(self.model)
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -252,6 +262,7 @@ class Trainer:
             "train_loader": self.train_loader.state_dict(),
             "history": [m.as_row() for m in self.history],
             "progress": None if self.interrupted_progress is None else self.interrupted_progress.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -263,6 +274,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["train_loader"])
         self.history = [EpochMetrics(**row) for row in state["history"]]
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
         if state.get("progress") is not None:
             self.resume_progress = EpochProgress.from_state(state["progress"], self.device)
         torch.set_rng_state(state["torch_rng"])

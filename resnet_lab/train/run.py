@@ -22,6 +22,7 @@ from resnet_lab.optim import build_optimizer, build_scheduler
 from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.distributed import world
+from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import git_commit
 from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.loop import EpochMetrics, Trainer, TrainingInterrupted
@@ -56,6 +57,7 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
         compile_mode=parts.compile_mode,
         tta=cfg.trainer.tta,
         eval_every=cfg.trainer.eval_every,
+        ema=None if cfg.trainer.ema_decay is None else WeightAverage(parts.model, cfg.trainer.ema_decay, cfg.trainer.ema_every),
     )
     return trainer, parts.classes, parts.eval_name
 

@@ -1,0 +1,44 @@
+"""An exponential moving average of the weights (and BatchNorm statistics), for evaluation.
+
+torch.optim.swa_utils.AveragedModel reads a device counter on the host in every update (a sync
+per update), which the training loop must not do; this keeps the average with two foreach
+kernels and no host reads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class WeightAverage:
+    def __init__(self, model: nn.Module, decay: float, every: int) -> None:
+        self.decay = decay
+        self.every = every
+        self.tensors = [t.detach().clone() for t in self._live(model)]
+
+    @staticmethod
+    def _live(model: nn.Module) -> list[torch.Tensor]:
+        """Floating-point parameters and buffers (BatchNorm's batch counter stays as it is)."""
+        return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """average <- decay^every * average + (1 - decay^every) * live: `every` steps' worth of
+        decay at once, so the average's time scale does not depend on how often it is updated."""
+        torch._foreach_lerp_(self.tensors, [t.detach() for t in self._live(model)], 1.0 - self.decay**self.every)
+
+    @torch.no_grad()
+    def swap(self, model: nn.Module) -> None:
+        """Exchanges the model's weights with the average (twice restores both)."""
+        for live, average in zip(self._live(model), self.tensors):
+            held = live.detach().clone()
+            live.copy_(average)
+            average.copy_(held)
+
+    def state_dict(self) -> dict:
+        return {"tensors": [t.cpu() for t in self.tensors], "decay": self.decay, "every": self.every}
+
+    def load_state_dict(self, state: dict) -> None:
+        for target, saved in zip(self.tensors, state["tensors"]):
+            target.copy_(saved)
