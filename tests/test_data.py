@@ -181,3 +181,35 @@ def test_ranks_together_see_exactly_the_batches_of_one_process():
     for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
         assert torch.equal(torch.cat([y0, y1]), y)
         torch.testing.assert_close(torch.cat([x0, x1]), x)
+
+
+def test_alternate_flip_mirrors_each_image_in_every_other_epoch():
+    images = torch.randint(0, 256, (40, 3, 6, 6), dtype=torch.uint8)
+    labels = torch.arange(40)
+    loader = DeviceLoader(images, labels, batch_size=8, mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), shuffle=True,
+                          drop_last=True, seed=1, alternate_flip=True)
+    plain = (images.float() / 255 - 0.5) / 0.25
+
+    def flipped_in_epoch() -> torch.Tensor:
+        flags = torch.zeros(40, dtype=torch.bool)
+        for x, y in loader:
+            for image, label in zip(x, y):
+                mirrored = torch.allclose(image, plain[label].flip(2), atol=1e-5)
+                assert mirrored or torch.allclose(image, plain[label], atol=1e-5)
+                flags[label] = mirrored
+        return flags
+
+    first, second, third = flipped_in_epoch(), flipped_in_epoch(), flipped_in_epoch()
+    assert 10 <= int(first.sum()) <= 30, "a random part of the images in the first epoch"
+    assert torch.equal(second, ~first) and torch.equal(third, first)
+    resumed = DeviceLoader(images, labels, batch_size=8, mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), shuffle=True,
+                           drop_last=True, seed=99, alternate_flip=True)
+    resumed.load_state_dict(loader.state_dict())
+    assert torch.equal(resumed.flip_first, loader.flip_first) and resumed.epochs_started == 3
+
+
+def test_alternate_flip_needs_half_the_images_flipped():
+    from resnet_lab.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"augmentation.flip_p=0.0 is not allowed.*0.5 with alternate_flip=true"):
+        validate(compose_config(["augmentation=none", "augmentation.alternate_flip=true"]))

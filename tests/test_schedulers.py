@@ -35,3 +35,20 @@ def test_step_and_constant():
     seen = lrs(["scheduler=step", "scheduler.max_lr=0.1", "scheduler.step_epochs=2", "scheduler.gamma=0.5"])
     assert seen[0] == pytest.approx(0.1) and seen[19] == pytest.approx(0.1) and seen[20] == pytest.approx(0.05)
     assert all(lr == pytest.approx(0.03) for lr in lrs(["scheduler=constant", "scheduler.max_lr=0.03"]))
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
+def test_norm_bias_lr_scale_multiplies_the_lr_of_1d_parameters_at_every_step(schedule):
+    from resnet_lab.models import custom_resnet
+
+    cfg = compose_config([f"scheduler={schedule}", "scheduler.max_lr=0.1", "optimizer.norm_bias_lr_scale=64", "optimizer.weight_decay=6.4e-3"])
+    model = custom_resnet(width_multiplier=0.125)
+    optimizer = build_optimizer(cfg.optimizer, model, lr=0.1)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=10, epochs=3)
+    weights, norms = optimizer.param_groups
+    assert all(p.ndim > 1 for p in weights["params"]) and all(p.ndim == 1 for p in norms["params"])
+    assert norms["weight_decay"] == pytest.approx(1e-4) and weights["weight_decay"] == pytest.approx(6.4e-3)
+    for _ in range(30):
+        assert norms["lr"] == pytest.approx(64 * weights["lr"])
+        optimizer.step()
+        scheduler.step()

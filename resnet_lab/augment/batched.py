@@ -106,7 +106,7 @@ def build_augment(cfg: AugmentationConfig) -> Augment | None:
     ops: list[Augment] = []
     if cfg.crop_padding > 0:
         ops.append(RandomCrop(cfg.crop_padding, PadMode(cfg.padding_mode).value))
-    if cfg.flip_p > 0:
+    if cfg.flip_p > 0 and not cfg.alternate_flip:  # alternating flips need sample identities: the loader does them
         ops.append(HorizontalFlip(cfg.flip_p))
     if cfg.cutout_size > 0 and cfg.cutout_p > 0:
         ops.append(Cutout(cfg.cutout_size, cfg.cutout_p))

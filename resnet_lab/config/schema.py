@@ -158,8 +158,11 @@ class AugmentationConfig:
     flip_p: float = 0.0
     cutout_size: int = 0
     cutout_p: float = 0.0
+    alternate_flip: bool = False
 
     def check(self, key: str) -> None:
+        if self.alternate_flip:
+            require(self.flip_p == 0.5, f"{key}.flip_p", self.flip_p, "0.5 with alternate_flip=true (half the images are flipped each epoch)")
         _non_negative(f"{key}.crop_padding", self.crop_padding)
         _non_negative(f"{key}.cutout_size", self.cutout_size)
         _probability(f"{key}.flip_p", self.flip_p)
@@ -173,9 +176,11 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     decay_norm_and_bias: bool = True
     implementation: OptimizerImplementation = OptimizerImplementation.auto
+    norm_bias_lr_scale: float = 1.0
 
     def check(self, key: str) -> None:
         _non_negative(f"{key}.weight_decay", self.weight_decay)
+        _positive(f"{key}.norm_bias_lr_scale", self.norm_bias_lr_scale)
 
 
 @dataclass

@@ -36,6 +36,7 @@ class DeviceLoader:
         channels_last: bool = False,
         rank: int = 0,
         world: int = 1,
+        alternate_flip: bool = False,
     ) -> None:
         self.images = images.to(device, non_blocking=True)
         self.labels = labels.to(device, non_blocking=True)
@@ -50,6 +51,11 @@ class DeviceLoader:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self.rank, self.world = rank, world
+        # Alternating flips (airbench): a random half of the images is mirrored in the first
+        # epoch, and each image is mirrored in every other epoch after that.
+        self.alternate_flip = alternate_flip
+        self.epochs_started = 0
+        self.flip_first: torch.Tensor | None = None
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -71,6 +77,9 @@ class DeviceLoader:
 
     def new_order(self) -> torch.Tensor | None:
         """This epoch's sample order (None: the stored order), drawn from the loader's generator."""
+        self.epochs_started += 1
+        if self.alternate_flip and self.flip_first is None:
+            self.flip_first = torch.rand(len(self.labels), device=self.device, generator=self.generator) < 0.5
         if not self.shuffle:
             return None
         return torch.randperm(len(self.labels), device=self.device, generator=self.generator)
@@ -84,18 +93,22 @@ class DeviceLoader:
             if rows.start == rows.stop:
                 continue
             span = slice(first + rows.start, first + rows.stop)
-            if order is None:
-                images, labels = self.images[span], self.labels[span]
-            else:
-                index = order[span]
-                images, labels = self.images[index], self.labels[index]
+            index = span if order is None else order[span]
+            images, labels = self.images[index], self.labels[index]
             batch = (images.float() - self.mean) * self.inv_std
+            if self.flip_first is not None:
+                flip = self.flip_first[index] if self.epochs_started % 2 else ~self.flip_first[index]
+                batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
             if self.augment is not None:
                 batch = self.augment(batch, self.generator, rows if self.world > 1 else None)
             yield batch.contiguous(memory_format=self.memory_format), labels
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        flips = None if self.flip_first is None else self.flip_first.cpu()
+        return {"generator": self.generator.get_state(), "epochs_started": self.epochs_started, "flip_first": flips}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        self.epochs_started = state.get("epochs_started", 0)
+        if state.get("flip_first") is not None:
+            self.flip_first = state["flip_first"].to(self.device)

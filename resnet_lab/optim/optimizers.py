@@ -12,15 +12,18 @@ from resnet_lab.config.schema import OptimizerImplementation
 from resnet_lab.config.targets import build
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict[str, Any]]:
-    """Two groups when BatchNorm weights and biases are exempt from decay (a 1-D tensor is one
-    of those), as scale-invariant layers gain nothing from decaying them; otherwise one."""
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, norm_bias_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """One group, or two when the 1-D tensors (BatchNorm weights and biases, other biases) are
+    treated apart: exempt from decay (scale-invariant layers gain nothing from it), or trained
+    at `norm_bias_lr_scale` times the LR with their decay divided by as much, so that their
+    decay per step is unchanged (airbench's bias scaler)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if decay_norm_and_bias:
+    if decay_norm_and_bias and norm_bias_lr_scale == 1.0:
         return [{"params": params, "weight_decay": weight_decay}]
     decay = [p for p in params if p.ndim > 1]
     exempt = [p for p in params if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+    exempt_decay = weight_decay / norm_bias_lr_scale if decay_norm_and_bias else 0.0
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": exempt_decay, "lr_scale": norm_bias_lr_scale}]
 
 
 def implementation_options(implementation: OptimizerImplementation, model: nn.Module) -> dict[str, bool]:
@@ -42,8 +45,12 @@ def build_optimizer(cfg: DictConfig, model: nn.Module, lr: float) -> torch.optim
     implementation = OptimizerImplementation(options.pop("implementation", OptimizerImplementation.auto))
     options.update(implementation_options(implementation, model))
     decay_norm_and_bias = bool(options.pop("decay_norm_and_bias"))
+    norm_bias_lr_scale = float(options.pop("norm_bias_lr_scale", 1.0))
     weight_decay = float(options["weight_decay"])
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
     factory = build(options)
-    return factory(parameter_groups(model, weight_decay, decay_norm_and_bias), lr=lr)
+    groups = parameter_groups(model, weight_decay, decay_norm_and_bias, norm_bias_lr_scale)
+    for group in groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return factory(groups, lr=lr)

@@ -35,7 +35,7 @@ def one_cycle(
         )
     return OneCycleLR(
         optimizer,
-        max_lr=max_lr,
+        max_lr=[max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
         total_steps=total_steps,
         pct_start=pct_start,
         div_factor=div_factor,
@@ -73,9 +73,9 @@ def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: fl
 
 
 def _set_lr(optimizer: Optimizer, lr: float) -> None:
+    """The peak LR on every group, times the group's `lr_scale` (optimizer.norm_bias_lr_scale)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
-        group["initial_lr"] = lr
+        group["lr"] = group["initial_lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:

@@ -67,6 +67,7 @@ def build_components(cfg: DictConfig) -> Components:
         shuffle=True,
         drop_last=data_cfg.drop_last,
         augment=build_augment(typed["augmentation"]),
+        alternate_flip=typed["augmentation"].alternate_flip,
         seed=trainer_cfg.seed,
         **loader_options,
     )
