@@ -35,6 +35,11 @@ def _mine(drawn: torch.Tensor, rows: Optional[Rows]) -> torch.Tensor:
     return drawn if rows is None else drawn[rows.start : rows.stop]
 
 
+def mirror(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Each image flipped left-right where its entry of the boolean vector `where` is true."""
+    return torch.where(where.view(-1, 1, 1, 1), images.flip(3), images)
+
+
 class Augment(Protocol):
     def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor: ...
 
@@ -67,7 +72,7 @@ class HorizontalFlip:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, rows: Optional[Rows] = None) -> torch.Tensor:
         flip = _mine(torch.rand(_batch_size(images, rows), device=images.device, generator=generator), rows) < self.p
-        return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+        return mirror(images, flip)
 
 
 class Cutout:

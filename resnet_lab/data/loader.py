@@ -17,7 +17,7 @@ from typing import Iterator
 
 import torch
 
-from resnet_lab.augment.batched import Augment, Rows
+from resnet_lab.augment.batched import Augment, Rows, mirror
 
 
 class DeviceLoader:
@@ -97,8 +97,7 @@ class DeviceLoader:
             images, labels = self.images[index], self.labels[index]
             batch = (images.float() - self.mean) * self.inv_std
             if self.flip_first is not None:
-                flip = self.flip_first[index] if self.epochs_started % 2 else ~self.flip_first[index]
-                batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
+                batch = mirror(batch, self.flip_first[index] if self.epochs_started % 2 else ~self.flip_first[index])
             if self.augment is not None:
                 batch = self.augment(batch, self.generator, rows if self.world > 1 else None)
             yield batch.contiguous(memory_format=self.memory_format), labels

@@ -76,7 +76,8 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
         params = {key: _number(value) for key, value in params.items()}
         summary_file = job / "summary.json"
         if summary_file.is_file():
-            value = json.loads(summary_file.read_text())["objective"]
+            summary = json.loads(summary_file.read_text())
+            value = summary.get("objective", summary["final"]["eval_acc"])  # summaries before TTA have no objective
             records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job)))
         else:
             records.append(TrialRecord(int(job.name), "FAIL", None, params, str(job), "no summary.json: the job failed or is unfinished"))

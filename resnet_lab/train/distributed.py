@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import Strategy
+from resnet_lab.train.placement import pin
 
 START_KEY = "resnet_lab/start"
 # Hydra's own outputs are written by rank 0 alone; the other ranks log to their console.
@@ -111,13 +112,8 @@ def check_strategy(strategy: Strategy, batch_size: int, eval_batch_size: int, dr
 
 
 def ddp_device(device: torch.device, current: World) -> torch.device:
-    """One GPU per rank (torchrun's LOCAL_RANK); CPU ranks share the CPU threads."""
-    if device.type == "cuda":
-        device = torch.device("cuda", current.local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", current.size)))))
-    return device
+    """One GPU per rank (torchrun's LOCAL_RANK) and a share of this machine's CPU threads."""
+    return pin(device, current.local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", current.size)))
 
 
 def all_sum(*values: torch.Tensor) -> list[torch.Tensor]:
@@ -151,8 +147,3 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     if dist.is_available() and dist.is_initialized():
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
-
-
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

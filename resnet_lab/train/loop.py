@@ -224,16 +224,17 @@ class Trainer:
         """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""
         for epoch in range(len(self.history) + 1, epochs + 1):
             train_loss, train_acc, seconds, lr = self.train_epoch(epoch, epochs)
-            if self.ema is not None:
-                self.ema.swap(self.model)
-            if self.distributed:
-                broadcast_buffers(self.model)
-            eval_loss, eval_acc = math.nan, math.nan
+            eval_loss, eval_acc, tta_acc = math.nan, math.nan, None
             if epoch == epochs or (self.eval_every and epoch % self.eval_every == 0):
+                if self.ema is not None:
+                    self.ema.swap(self.model)
+                if self.distributed:
+                    broadcast_buffers(self.model)
                 eval_loss, eval_acc = self.evaluate()
-            tta_acc = self.evaluate(tta=self.tta)[1] if epoch == epochs and self.tta != TTAMode.none else None
-            if self.ema is not None and epoch < epochs:
-                self.ema.swap(self.model)
+                if epoch == epochs and self.tta != TTAMode.none:
+                    tta_acc = self.evaluate(tta=self.tta)[1]
+                if self.ema is not None and epoch < epochs:
+                    self.ema.swap(self.model)
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
