@@ -6,7 +6,7 @@ Parts (all on the same data, the JPEG copy of CIFAR-10 by default):
   baseline  the seed's recipe the seed's way: torchvision DataLoader, CPU transforms, fp32
   bare      the speedrun's model, optimizer and GPU tensors in a minimal hand-written loop
   sweep     an Optuna sweep of speedrun trials in one process, against one trial alone
-  profile   one speedrun epoch under torch.profiler: kernel time against wall time
+  profile   one speedrun epoch under torch.profiler: kernels, gaps between them, host time in ops
 Timing follows airbench's rules: training plus the final (TTA) evaluation, data already on the
 device, compile warm-up excluded and reported on its own. Writes benchmarks/results/<date>-<gpu>.json
 and prints a table. `--tiny` shrinks everything to CPU size (the tests run it so it cannot rot).
@@ -276,7 +276,7 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
     test = torch.utils.data.DataLoader(_InMemoryImages(splits.eval_images, splits.eval_labels, test_tf), batch_size=cfg.data.eval_batch_size, **loader_options)
     torch.manual_seed(0)
     model = build(cfg.model, num_classes=splits.num_classes).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model, lr=float(cfg.scheduler.max_lr))
+    optimizer = build_optimizer(cfg.optimizer, model, lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
     scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=len(train), epochs=scale.baseline_epochs)
     reset_peak(device)
     training_s, reached_at, history = 0.0, None, []
@@ -380,11 +380,23 @@ def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
     }
 
 
+def covered_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals in microseconds, as seconds: kernels on
+    several streams, or ops on several host threads, overlap and must not be counted twice."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total / 1e6
+
+
 def run_profile(root: Path, scale: Scale) -> dict[str, Any]:
-    """One speedrun epoch after warm-up under torch.profiler: summed kernel time over wall time
-    says how much of the epoch the GPU computes and how much it waits (launch gaps, host)."""
-    if not torch.cuda.is_available():
-        return {"skipped": "kernel timing needs CUDA"}
+    """One speedrun epoch after warm-up under torch.profiler, split where the time goes: the GPU
+    running kernels, the gaps between kernels (launch latency, host stalls), and on the host the
+    time inside torch ops (any thread: autograd runs backward on its own) against the rest, which
+    is Python: the framework's loop. On a CPU only the host split exists."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     from resnet_lab.train.run import build_trainer
@@ -392,16 +404,29 @@ def run_profile(root: Path, scale: Scale) -> dict[str, Any]:
     cfg = compose_run(root, scale, "trainer.epochs=2")
     trainer, _, _ = build_trainer(cfg)
     trainer.train_epoch(1, 2)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    cuda = trainer.device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as prof:
         _, wall = timed(trainer.device, lambda: trainer.train_epoch(2, 2))
-    events = prof.key_averages()
-    kernel_s = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") / 1e6
-    top = sorted(events, key=lambda e: e.self_device_time_total, reverse=True)[:10]
-    return {
-        "epoch_wall_s": wall, "kernel_s": kernel_s, "gpu_busy": kernel_s / wall,
-        "achieved_tflops": FLOP_PER_TRAIN_EPOCH * len(trainer.train_loader) * trainer.train_loader.batch_size / 50_000 / wall / 1e12,
-        "top_kernels": [{"name": e.key[:80], "s": e.self_device_time_total / 1e6} for e in top],
+    events = prof.events()
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+    host_ops = [e for e in events if e.device_type == DeviceType.CPU and not e.is_async and e.cpu_parent is None]
+    in_ops = covered_seconds([(e.time_range.start, e.time_range.end) for e in host_ops])
+    result: dict[str, Any] = {
+        "epoch_wall_s": wall, "host_in_ops_s": in_ops, "host_python_s": max(0.0, wall - in_ops), "host_ops": len(host_ops),
+        "achieved_tflops": (FLOP_PER_TRAIN_EPOCH * len(trainer.train_loader) * trainer.train_loader.batch_size / 50_000 / wall / 1e12
+                            if scale.width == 1.0 else None),  # the FLOP count is the full-width net's
     }
+    if cuda and not kernels:
+        raise RuntimeError("torch.profiler recorded no CUDA kernels for a CUDA epoch; cannot split kernel time from gaps")
+    if cuda:
+        busy = covered_seconds([(e.time_range.start, e.time_range.end) for e in kernels])
+        top = sorted(prof.key_averages(), key=lambda e: e.self_device_time_total, reverse=True)[:10]
+        result |= {
+            "kernel_s": busy, "gap_s": max(0.0, wall - busy), "gpu_busy": busy / wall, "kernels": len(kernels),
+            "mean_gap_us": 1e6 * max(0.0, wall - busy) / max(1, len(kernels)),
+            "top_kernels": [{"name": e.key[:80], "s": e.self_device_time_total / 1e6} for e in top],
+        }
+    return result
 
 
 # ----------------------------------------------------------------------------- report
@@ -469,10 +494,12 @@ def table(result: dict[str, Any]) -> str:
         w = parts["sweep"]
         rows.append(f"| sweep, {w['trials']} trials in one process | - | {w['total_s']:.1f} vs {w['trials']} x {w['one_trial_s']:.1f} "
                     f"(x{w['ratio']:.2f}; {w['recompiles']} recompiles) | - | - |")
-    if "gpu_busy" in parts.get("profile", {}):
+    if "epoch_wall_s" in parts.get("profile", {}):
         p = parts["profile"]
-        rows.append(f"| profile: one epoch | - | kernels {p['kernel_s']:.3f} of {p['epoch_wall_s']:.3f} wall ({100 * p['gpu_busy']:.0f}% busy, "
-                    f"{p['achieved_tflops']:.0f} TFLOP/s) | - | - |")
+        device = (f"kernels {p['kernel_s']:.3f} + gaps {p['gap_s']:.3f} ({100 * p['gpu_busy']:.0f}% busy, {p['kernels']} kernels, "
+                  f"{fmt(p['achieved_tflops'], '.0f')} TFLOP/s); " if "kernel_s" in p else "")
+        rows.append(f"| profile: one epoch | - | {device}host in ops {p['host_in_ops_s']:.3f}, Python {p['host_python_s']:.3f} | "
+                    f"{p['epoch_wall_s']:.3f} | - |")
     rows += [f"| {name}: skipped ({part['skipped']}) | - | - | - | - |" for name, part in parts.items() if "skipped" in part]
     lines = [f"{result['machine']['gpu'] or 'CPU'}, torch {result['machine']['torch']}, commit {(result['commit'] or '?')[:8]}, {result['date']}", "", *rows, ""]
     for key, verdict in result["targets"].items():

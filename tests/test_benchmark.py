@@ -27,9 +27,16 @@ def test_tiny_benchmark_runs_every_part_and_writes_its_json(tmp_path):
     sweep = parts["sweep"]
     assert sweep["trials"] == 2 and len(sweep["trial_wall_s"]) == 2 and sweep["recompiles"] == 0
     assert parts["airbench"] == {"skipped": "airbench94 runs only on CUDA"}
-    assert parts["profile"] == {"skipped": "kernel timing needs CUDA"}
+    profile = parts["profile"]
+    assert 0 < profile["host_in_ops_s"] <= profile["epoch_wall_s"] and profile["host_ops"] > 0 and "kernel_s" not in profile
+    assert profile["host_in_ops_s"] + profile["host_python_s"] == pytest.approx(profile["epoch_wall_s"])
     assert saved["targets"]["framework_vs_bare"]["value"] == pytest.approx(parts["bare"]["ratio"])
-    assert "| speedrun (custom ResNet) (2 seeds) |" in result["table"]
+    assert "| speedrun (custom ResNet) (2 seeds) |" in result["table"] and "| profile: one epoch | - | host in ops" in result["table"]
+
+
+def test_covered_seconds_counts_overlapping_intervals_once():
+    assert cifar_speed.covered_seconds([(0, 4e6), (1e6, 2e6), (3e6, 6e6), (10e6, 11e6)]) == 7.0
+    assert cifar_speed.covered_seconds([]) == 0.0
 
 
 def test_unknown_part_is_refused(tmp_path, capsys):
@@ -53,3 +60,14 @@ def test_airbench_result_is_read_from_the_table_airbench_prints():
     assert cifar_speed.airbench_result(printed.getvalue()) == (0.9403, 3.8312)
     with pytest.raises(RuntimeError, match="no final 'eval' row"):
         cifar_speed.airbench_result("|  0  |  1  |\n")
+
+
+def test_table_splits_a_gpu_epoch_into_kernels_gaps_and_host():
+    """The CUDA branch of the report, which the CPU run above cannot reach."""
+    profile = {"epoch_wall_s": 0.4, "host_in_ops_s": 0.25, "host_python_s": 0.15, "host_ops": 900, "achieved_tflops": 284.5,
+               "kernel_s": 0.3, "gap_s": 0.1, "gpu_busy": 0.75, "kernels": 12000, "mean_gap_us": 8.3, "top_kernels": []}
+    result = {"parts": {"profile": profile}, "machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0"}, "commit": "abc", "date": "2026-11-24"}
+    result["targets"] = cifar_speed.judge(result["parts"], applicable=True)
+    text = cifar_speed.table(result)
+    assert "| profile: one epoch | - | kernels 0.300 + gaps 0.100 (75% busy, 12000 kernels, 284 TFLOP/s); host in ops 0.250, Python 0.150 | 0.400 |" in text
+    assert text.startswith("NVIDIA H100 80GB HBM3, torch 2.11.0")

@@ -32,7 +32,7 @@ def test_range_test_suggests_a_finite_lr_in_range_and_restores_everything(image_
     cfg = tiny_config(image_root, "optimizer=adam")
     parts = build_components(cfg)
     finder_cfg = validate(cfg)["lr_finder"]
-    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr)
+    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
     weights = copy.deepcopy(parts.model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     result = range_test(parts.model, optimizer, parts.train_loader, parts.eval_loader, finder_cfg, parts.precision)
@@ -43,6 +43,41 @@ def test_range_test_suggests_a_finite_lr_in_range_and_restores_everything(image_
         assert torch.equal(tensor, weights[key]), key
     assert optimizer.state_dict()["state"] == optimizer_state["state"]
     assert optimizer.param_groups[0]["lr"] == finder_cfg.start_lr
+
+
+def test_range_test_trains_each_group_as_a_run_at_that_max_lr_would(image_root):
+    cfg = tiny_config(image_root, "optimizer.norm_bias_lr_scale=64", "optimizer.decoupled=true", "optimizer.momentum=0.85",
+                      "optimizer.weight_decay=0.0153", "lr_finder.num_iter=12", "lr_finder.skip_start=2", "lr_finder.skip_end=2")
+    parts = build_components(cfg)
+    finder_cfg = validate(cfg)["lr_finder"]
+    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
+    built = [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+    seen = []
+    optimizer.register_step_post_hook(lambda opt, *_: seen.append([(g["lr"], g["weight_decay"]) for g in opt.param_groups]))
+    result = range_test(parts.model, optimizer, parts.train_loader, parts.eval_loader, finder_cfg, parts.precision)
+    scale = cfg.data.batch_size / (1024 * (1 + 1 / 0.15))
+    assert len(seen) == len(result.lr) >= 10
+    for (weights, norms), lr in zip(seen, result.lr):
+        assert weights == (pytest.approx(lr * scale), 0.0) and norms == (pytest.approx(64 * lr * scale), 0.0)
+    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == built, "restored as built"
+
+
+def test_range_test_applies_decoupled_decay_at_its_steady_state_size():
+    from resnet_lab.optim.lr_range import _in_group_units
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    cfg = compose_config(["optimizer.decoupled=true", "optimizer.momentum=0.9", "optimizer.weight_decay=0.02", "optimizer.norm_bias_lr_scale=4"])
+    optimizer = build_optimizer(cfg.optimizer, model, lr=1e-3, batch_size=256)
+    before = [p.detach().clone() for p in model.parameters()]
+    for group in optimizer.param_groups:
+        group["lr"] = 0.5
+    _in_group_units(optimizer)
+    scale = 256 / (1024 * (1 + 1 / 0.1))
+    weights, norms = optimizer.param_groups
+    assert weights["lr"] == pytest.approx(0.5 * scale) and norms["lr"] == pytest.approx(2.0 * scale)
+    expected = {id(p): 1 - 0.02 * scale * 10 for p in weights["params"]} | {id(p): 1 - 0.02 / 4 * 4 * scale * 10 for p in norms["params"]}
+    for p, b in zip(model.parameters(), before):
+        torch.testing.assert_close(p.detach(), b * expected[id(p)])
 
 
 @pytest.mark.slow

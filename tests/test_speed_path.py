@@ -34,12 +34,12 @@ def test_tta_averages_the_mirrored_and_shifted_views():
 def test_optimizer_implementation_reaches_torch(setting, expected):
     for group in ("sgd", "adam", "adamw"):
         cfg = compose_config([f"optimizer={group}", f"optimizer.implementation={setting}"])
-        optimizer = build_optimizer(cfg.optimizer, nn.Linear(3, 2), lr=0.1)
+        optimizer = build_optimizer(cfg.optimizer, nn.Linear(3, 2), lr=0.1, batch_size=cfg.data.batch_size)
         assert {k: optimizer.defaults[k] for k in expected} == expected
 
 
 def test_auto_implementation_keeps_torchs_default_on_the_cpu():
-    optimizer = build_optimizer(compose_config([]).optimizer, nn.Linear(3, 2), lr=0.1)
+    optimizer = build_optimizer(compose_config([]).optimizer, nn.Linear(3, 2), lr=0.1, batch_size=512)
     assert not optimizer.defaults.get("fused")
 
 
@@ -97,6 +97,32 @@ def test_weight_average_lerps_by_the_decay_of_its_interval_and_swaps_back():
     assert all(torch.equal(t, a) for t, a in zip(WeightAverage._live(model), averaged))
     average.swap(model)
     assert all(torch.equal(t, b) for t, b in zip(WeightAverage._live(model), before))
+
+
+def test_lookahead_pulls_the_live_weights_back_to_the_average():
+    from resnet_lab.train.ema import WeightAverage
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    slow = WeightAverage(model, decay=0.5, every=1, lookahead=True)
+    start = [t.clone() for t in slow.tensors]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(2.0)
+    fast = [t.clone() for t in WeightAverage._live(model)]
+    slow.update(model)
+    for a, s, f, live in zip(slow.tensors, start, fast, WeightAverage._live(model)):
+        torch.testing.assert_close(a, (s + f) / 2)
+        assert torch.equal(live, a), "the live weights restart from the slow ones"
+    assert slow.state_dict()["lookahead"] is True
+
+
+def test_lookahead_run_learns(image_root):
+    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=3", "trainer.ema_decay=0.8",
+                          "trainer.ema_every=3", "trainer.ema_lookahead=true"])
+    trainer, _, _ = build_trainer(cfg)
+    assert trainer.ema.lookahead
+    history = trainer.fit(3)
+    assert history[-1].eval_acc >= 0.6, "learns the synthetic classes (chance is 1/3)"
 
 
 def test_ema_run_learns_ends_on_the_average_and_frozen_bn_scales_stay_one(image_root):

@@ -188,6 +188,7 @@ class SGDConfig(OptimizerConfig):
     _target_: str = "torch.optim.SGD"
     momentum: float = 0.9
     nesterov: bool = True
+    decoupled: bool = False
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -288,8 +289,11 @@ class TrainerConfig:
     eval_every: int = 1
     ema_decay: Optional[float] = None
     ema_every: int = 5
+    ema_lookahead: bool = False
 
     def check(self, key: str) -> None:
+        if self.ema_lookahead:
+            require(self.ema_decay is not None, f"{key}.ema_lookahead", self.ema_lookahead, "false while ema_decay is null (Lookahead needs the average's decay)")
         if self.ema_decay is not None:
             require(0.0 < self.ema_decay < 1.0, f"{key}.ema_decay", self.ema_decay, "null (off) or a value in (0, 1)")
         require(self.ema_every >= 1, f"{key}.ema_every", self.ema_every, "an integer >= 1")

@@ -73,6 +73,22 @@ def valley(lrs: list[float], losses: list[float]) -> float:
     return float(lrs[min(n - 1, start + int(third + third / 2))])
 
 
+@torch.no_grad()
+def _in_group_units(optimizer: torch.optim.Optimizer, *_) -> None:
+    """torch-lr-finder gives every group the same LR, in scheduler.max_lr's units; before each step
+    this applies each group's `lr_scale` (norm_bias_lr_scale, decoupled SGD), so the test trains
+    as a run at that max_lr would. Decoupled SGD's decay per step does not depend on max_lr: it is
+    applied here directly, at the steady-state size it reaches through the momentum, since a
+    coefficient rescaled at every step would pile up in the momentum buffer as the LR climbs.
+    The finder's closed-form schedule sets the plain LR again after the step."""
+    for group in optimizer.param_groups:
+        group["lr"] *= group.get("lr_scale", 1.0)
+        if "sgd_decoupled_decay" in group:
+            group["weight_decay"] = 0.0
+            shrink = group["sgd_decoupled_decay"] * group["lr_scale"] / (1 - group["momentum"])
+            torch._foreach_mul_(group["params"], 1 - shrink)
+
+
 def range_test(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -97,6 +113,7 @@ def range_test(
         return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
     finder = LRFinder(model, optimizer, criterion, device=device, **amp)
+    hook = optimizer.register_step_pre_hook(_in_group_units)
     try:
         finder.range_test(
             TrainDataLoaderIter(train_loader),
@@ -109,6 +126,7 @@ def range_test(
             diverge_th=cfg.diverge_threshold,
         )
     finally:
+        hook.remove()
         finder.reset()
     lrs, losses = finder.history["lr"], finder.history["loss"]
     usable = len(lrs) - cfg.skip_start - cfg.skip_end

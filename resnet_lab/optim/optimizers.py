@@ -1,4 +1,9 @@
-"""Instantiate the configured torch optimizer over the model's parameter groups."""
+"""Instantiate the configured torch optimizer over the model's parameter groups.
+
+Groups may carry two keys of our own, read by the schedules and the LR range test: `lr_scale`
+(the group's LR is scheduler.max_lr times it) and, with decoupled SGD, `sgd_decoupled_decay`
+(the decay per step at the peak, over `lr_scale`; the torch coefficient is it over the LR).
+"""
 
 from __future__ import annotations
 
@@ -39,18 +44,31 @@ def implementation_options(implementation: OptimizerImplementation, model: nn.Mo
     }[implementation]
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """`lr` is the schedule's peak (scheduler.max_lr); the schedule then drives it per step."""
+def decoupled_lr_scale(momentum: float, batch_size: int) -> float:
+    """torch SGD's LR (mean loss over a batch) per unit of airbench's LR, which counts per 1,024
+    examples and divides out the momentum's gain (1 + 1/(1 - momentum), airbench's count): with
+    it, changing the batch size or the momentum does not change what a given LR does."""
+    return batch_size / (1024 * (1 + 1 / (1 - momentum)))
+
+
+def build_optimizer(cfg: DictConfig, model: nn.Module, lr: float, batch_size: int) -> torch.optim.Optimizer:
+    """`lr` is the schedule's peak (scheduler.max_lr); the schedule then drives it per step.
+    `batch_size` (the global one) converts decoupled SGD's units."""
     options = OmegaConf.to_container(cfg, resolve=True)
     implementation = OptimizerImplementation(options.pop("implementation", OptimizerImplementation.auto))
     options.update(implementation_options(implementation, model))
     decay_norm_and_bias = bool(options.pop("decay_norm_and_bias"))
     norm_bias_lr_scale = float(options.pop("norm_bias_lr_scale", 1.0))
+    decoupled = bool(options.pop("decoupled", False))
     weight_decay = float(options["weight_decay"])
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
     factory = build(options)
     groups = parameter_groups(model, weight_decay, decay_norm_and_bias, norm_bias_lr_scale)
     for group in groups:
+        if decoupled:
+            group["lr_scale"] = group.get("lr_scale", 1.0) * decoupled_lr_scale(float(options["momentum"]), batch_size)
+            group["sgd_decoupled_decay"] = group["weight_decay"]
+            group["weight_decay"] = group["weight_decay"] / lr
         group["lr"] = lr * group.get("lr_scale", 1.0)
     return factory(groups, lr=lr)

@@ -1,4 +1,5 @@
-"""An exponential moving average of the weights (and BatchNorm statistics), for evaluation.
+"""An exponential moving average of the weights (and BatchNorm statistics), for evaluation, or,
+as Lookahead, the slow weights the live ones are pulled back to.
 
 torch.optim.swa_utils.AveragedModel reads a device counter on the host in every update (a sync
 per update), which the training loop must not do; this keeps the average with two foreach
@@ -12,9 +13,10 @@ from torch import nn
 
 
 class WeightAverage:
-    def __init__(self, model: nn.Module, decay: float, every: int) -> None:
+    def __init__(self, model: nn.Module, decay: float, every: int, lookahead: bool = False) -> None:
         self.decay = decay
         self.every = every
+        self.lookahead = lookahead
         self.tensors = [t.detach().clone() for t in self._live(model)]
 
     @staticmethod
@@ -25,8 +27,13 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """average <- decay^every * average + (1 - decay^every) * live: `every` steps' worth of
-        decay at once, so the average's time scale does not depend on how often it is updated."""
-        torch._foreach_lerp_(self.tensors, [t.detach() for t in self._live(model)], 1.0 - self.decay**self.every)
+        decay at once, so the average's time scale does not depend on how often it is updated.
+        As Lookahead the live weights then restart from the average: the fast weights explore for
+        `every` steps and only the averaged direction is kept (airbench's lookahead, also sync-free)."""
+        live = [t.detach() for t in self._live(model)]
+        torch._foreach_lerp_(self.tensors, live, 1.0 - self.decay**self.every)
+        if self.lookahead:
+            torch._foreach_copy_(live, self.tensors)
 
     @torch.no_grad()
     def swap(self, model: nn.Module) -> None:
@@ -37,7 +44,7 @@ class WeightAverage:
             average.copy_(held)
 
     def state_dict(self) -> dict:
-        return {"tensors": [t.cpu() for t in self.tensors], "decay": self.decay, "every": self.every}
+        return {"tensors": [t.cpu() for t in self.tensors], "decay": self.decay, "every": self.every, "lookahead": self.lookahead}
 
     def load_state_dict(self, state: dict) -> None:
         for target, saved in zip(self.tensors, state["tensors"]):

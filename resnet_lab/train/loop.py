@@ -173,7 +173,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            progress.lrs.append(self.optimizer.param_groups[0]["lr"])
+            first_group = self.optimizer.param_groups[0]
+            progress.lrs.append(first_group["lr"] / first_group.get("lr_scale", 1.0))  # in scheduler.max_lr's units
             self.scheduler.step()
             if self.ema is not None and (index + 1) % self.ema.every == 0:
                 self.ema.update(self.model)

@@ -21,7 +21,7 @@ def run_range_test(cfg: DictConfig, out_dir: Path, parts: Components | None = No
         raise ConfigError("the LR range test runs in one process: trainer.strategy='ddp' is not allowed here (use trainer.strategy=single)")
     parts = parts or build_components(cfg)
     finder_cfg = typed["lr_finder"]
-    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr)
+    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
     result = range_test(
         parts.model, optimizer, parts.train_loader, parts.eval_loader, finder_cfg, parts.precision, cfg.trainer.label_smoothing
     )

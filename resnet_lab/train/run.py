@@ -38,7 +38,7 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
     `max_lr` replaces `scheduler.max_lr` (needed when that is `auto`)."""
     parts = parts or build_components(cfg)
     peak = float(cfg.scheduler.max_lr if max_lr is None else max_lr)
-    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=peak)
+    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=peak, batch_size=cfg.data.batch_size)
     schedule_cfg = OmegaConf.merge(cfg.scheduler, {"max_lr": peak})
     scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=cfg.trainer.epochs)
     trainer = Trainer(
@@ -57,7 +57,7 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
         compile_mode=parts.compile_mode,
         tta=cfg.trainer.tta,
         eval_every=cfg.trainer.eval_every,
-        ema=None if cfg.trainer.ema_decay is None else WeightAverage(parts.model, cfg.trainer.ema_decay, cfg.trainer.ema_every),
+        ema=None if cfg.trainer.ema_decay is None else WeightAverage(parts.model, cfg.trainer.ema_decay, cfg.trainer.ema_every, cfg.trainer.ema_lookahead),
     )
     return trainer, parts.classes, parts.eval_name
 
