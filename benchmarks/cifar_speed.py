@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_lab import CONF_DIR
+from resnet_lab.data.datasets import READ_MESSAGE
 from resnet_lab.train.environment import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -352,7 +353,8 @@ def run_bare(root: Path, scale: Scale) -> dict[str, Any]:
 
 def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
     """`python -m resnet_lab.train -m hparams_search=optuna experiment=speedrun` with n trials
-    in one process, against the same command for one trial; recompiles counted from TORCH_LOGS."""
+    in one process, against the same command for one trial; recompiles counted from TORCH_LOGS,
+    data reads from the job log."""
     base = [sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "experiment=speedrun", "data=image_folder",
             f"data.root={root}", "logger=none", "explain=none", "trainer.progress=false", "hparams_search.max_lr_bounds=[0.2,0.8]",
             *scale.overrides()]
@@ -376,6 +378,7 @@ def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
         # The first trial compiles training and evaluation (a grad-mode recompile): what the
         # other trials add on top of one trial alone is what matters.
         "trial_wall_s": trial_times, "recompiles": log.count("Recompiling function") - one_log.count("Recompiling function"),
+        "data_reads": log.count(READ_MESSAGE.split("%s")[0]),  # 1: every later trial reuses the first one's device tensors
         "ratio_to_steady_trials": total_s / (scale.sweep_trials * statistics.median(trial_times[1:] or trial_times)),
     }
 
@@ -493,7 +496,7 @@ def table(result: dict[str, Any]) -> str:
     if "ratio" in parts.get("sweep", {}):
         w = parts["sweep"]
         rows.append(f"| sweep, {w['trials']} trials in one process | - | {w['total_s']:.1f} vs {w['trials']} x {w['one_trial_s']:.1f} "
-                    f"(x{w['ratio']:.2f}; {w['recompiles']} recompiles) | - | - |")
+                    f"(x{w['ratio']:.2f}; {w['recompiles']} recompiles, {w['data_reads']} data read) | - | - |")
     if "epoch_wall_s" in parts.get("profile", {}):
         p = parts["profile"]
         device = (f"kernels {p['kernel_s']:.3f} + gaps {p['gap_s']:.3f} ({100 * p['gpu_busy']:.0f}% busy, {p['kernels']} kernels, "

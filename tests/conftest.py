@@ -17,7 +17,7 @@ from PIL import Image
 
 import resnet_lab.config  # noqa: F401  (registers the schemas)
 from resnet_lab import CONF_DIR
-from resnet_lab.data import cache
+from resnet_lab.data import cache, datasets
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_TARBALL_CANDIDATES = [
@@ -89,8 +89,10 @@ def write_cifar_batches(root: Path, per_batch: int = 20) -> tuple[np.ndarray, np
 def fresh_memo():
     """Each test sees the disk cache, not tensors memoised by an earlier test."""
     cache._memo.clear()
+    datasets._resident.clear()
     yield
     cache._memo.clear()
+    datasets._resident.clear()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def test_tiny_benchmark_runs_every_part_and_writes_its_json(tmp_path):
     assert parts["baseline"]["final_accuracy"] >= 0.5 and parts["baseline"]["history"]
     assert 0.3 < parts["bare"]["ratio"] < 3, "the framework and the bare loop do the same work"
     sweep = parts["sweep"]
-    assert sweep["trials"] == 2 and len(sweep["trial_wall_s"]) == 2 and sweep["recompiles"] == 0
+    assert sweep["trials"] == 2 and len(sweep["trial_wall_s"]) == 2 and sweep["recompiles"] == 0 and sweep["data_reads"] == 1
     assert parts["airbench"] == {"skipped": "airbench94 runs only on CUDA"}
     profile = parts["profile"]
     assert 0 < profile["host_in_ops_s"] <= profile["epoch_wall_s"] and profile["host_ops"] > 0 and "kernel_s" not in profile

@@ -213,3 +213,18 @@ def test_alternate_flip_needs_half_the_images_flipped():
 
     with pytest.raises(ConfigError, match=r"augmentation.flip_p=0.0 is not allowed.*0.5 with alternate_flip=true"):
         validate(compose_config(["augmentation=none", "augmentation.alternate_flip=true"]))
+
+
+def test_later_jobs_of_a_process_reuse_the_resident_splits_and_only_the_latest_stays(tmp_path, monkeypatch):
+    from resnet_lab.data import resident_splits
+    from resnet_lab.data import datasets
+
+    root = write_image_folder(tmp_path / "im", train_per_class=4, test_per_class=2)
+    cfg = data_config(["data=image_folder", f"data.root={root}"])
+    first = resident_splits(cfg, root, torch.device("cpu"))
+    monkeypatch.setattr(datasets, "load_splits", lambda *_: pytest.fail("a later job read the data again"))
+    again = resident_splits(data_config(["data=image_folder", f"data.root={root}", "data.batch_size=4"]), root, torch.device("cpu"))
+    assert again.train_images is first.train_images and again.eval_labels is first.eval_labels
+    monkeypatch.undo()
+    smaller = resident_splits(data_config(["data=image_folder", f"data.root={root}", "data.train_subset=5"]), root, torch.device("cpu"))
+    assert len(smaller.train_labels) == 5 and len(datasets._resident) == 1

@@ -99,3 +99,16 @@ def test_decoupled_sgd_takes_airbench94s_numbers_to_its_torch_settings():
     assert weights["weight_decay"] == pytest.approx(0.0153 / 11.5) and norms["weight_decay"] == pytest.approx(0.0153 / 11.5 / 64)
     doubled = build_optimizer(cfg.optimizer, custom_resnet(width_multiplier=0.125), lr=23.0, batch_size=1024).param_groups[0]
     assert doubled["lr"] * doubled["weight_decay"] == pytest.approx(weights["lr"] * weights["weight_decay"]), "decay per step ignores max_lr"
+
+
+def test_speedrun_configs_note_on_its_decoupled_values_holds():
+    from resnet_lab.models import custom_resnet
+
+    def groups(overrides: list[str]) -> list[tuple[float, float]]:
+        cfg = compose_config(["experiment=speedrun", *overrides])
+        optimizer = build_optimizer(cfg.optimizer, custom_resnet(width_multiplier=0.125), lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
+        return [(g["lr"], g["lr"] * g["weight_decay"]) for g in optimizer.param_groups]
+
+    plain = groups([])
+    decoupled = groups(["optimizer.decoupled=true", "scheduler.max_lr=8.8", "optimizer.weight_decay=0.0044"])
+    assert [x for pair in decoupled for x in pair] == pytest.approx([x for pair in plain for x in pair])

@@ -14,7 +14,7 @@ from resnet_lab.augment import build_augment
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import AUTO
 from resnet_lab.config.targets import build
-from resnet_lab.data import DeviceLoader, load_splits
+from resnet_lab.data import DeviceLoader, resident_splits
 from resnet_lab.train.compiled import compile_mode, compiled_model
 from resnet_lab.train.distributed import World, check_strategy, ddp_device
 from resnet_lab.train.environment import seed_everything, select_device, select_precision
@@ -45,7 +45,7 @@ def build_components(cfg: DictConfig) -> Components:
     device = ddp_device(select_device(trainer_cfg), world) if world is not None else place_job(select_device(trainer_cfg))
     seed_everything(trainer_cfg.seed, trainer_cfg.deterministic)
 
-    splits = load_splits(data_cfg, Path(to_absolute_path(data_cfg.root)))
+    splits = resident_splits(data_cfg, Path(to_absolute_path(data_cfg.root)), device)
     num_classes = cfg.model.num_classes or splits.num_classes
     if num_classes != splits.num_classes:
         raise ConfigError(f"model.num_classes={num_classes} is not allowed: the data has {splits.num_classes} classes (use null)")
