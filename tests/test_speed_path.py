@@ -87,15 +87,15 @@ def test_weight_average_lerps_by_the_decay_of_its_interval_and_swaps_back():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    average.update(model)
+    average.update()
     live = WeightAverage._live(model)
     for a, s, l in zip(average.tensors, start, live):
         torch.testing.assert_close(a, s + (1 - 0.81) * (l - s))
     before = [t.clone() for t in live]
     averaged = [t.clone() for t in average.tensors]
-    average.swap(model)
+    average.swap()
     assert all(torch.equal(t, a) for t, a in zip(WeightAverage._live(model), averaged))
-    average.swap(model)
+    average.swap()
     assert all(torch.equal(t, b) for t, b in zip(WeightAverage._live(model), before))
 
 
@@ -109,7 +109,7 @@ def test_lookahead_pulls_the_live_weights_back_to_the_average():
         for p in model.parameters():
             p.add_(2.0)
     fast = [t.clone() for t in WeightAverage._live(model)]
-    slow.update(model)
+    slow.update()
     for a, s, f, live in zip(slow.tensors, start, fast, WeightAverage._live(model)):
         torch.testing.assert_close(a, (s + f) / 2)
         assert torch.equal(live, a), "the live weights restart from the slow ones"

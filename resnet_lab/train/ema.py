@@ -13,11 +13,15 @@ from torch import nn
 
 
 class WeightAverage:
+    """Bound to one model: its tensors are collected once, so an update in the training loop is
+    the foreach kernels and nothing else (the model's tensors are only ever updated in place)."""
+
     def __init__(self, model: nn.Module, decay: float, every: int, lookahead: bool = False) -> None:
         self.decay = decay
         self.every = every
         self.lookahead = lookahead
-        self.tensors = [t.detach().clone() for t in self._live(model)]
+        self.live = [t.detach() for t in self._live(model)]
+        self.tensors = [t.clone() for t in self.live]
 
     @staticmethod
     def _live(model: nn.Module) -> list[torch.Tensor]:
@@ -25,23 +29,21 @@ class WeightAverage:
         return [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self) -> None:
         """average <- decay^every * average + (1 - decay^every) * live: `every` steps' worth of
         decay at once, so the average's time scale does not depend on how often it is updated.
         As Lookahead the live weights then restart from the average: the fast weights explore for
         `every` steps and only the averaged direction is kept (airbench's lookahead, also sync-free)."""
-        live = [t.detach() for t in self._live(model)]
-        torch._foreach_lerp_(self.tensors, live, 1.0 - self.decay**self.every)
+        torch._foreach_lerp_(self.tensors, self.live, 1.0 - self.decay**self.every)
         if self.lookahead:
-            torch._foreach_copy_(live, self.tensors)
+            torch._foreach_copy_(self.live, self.tensors)
 
     @torch.no_grad()
-    def swap(self, model: nn.Module) -> None:
+    def swap(self) -> None:
         """Exchanges the model's weights with the average (twice restores both)."""
-        for live, average in zip(self._live(model), self.tensors):
-            held = live.detach().clone()
-            live.copy_(average)
-            average.copy_(held)
+        held = [t.clone() for t in self.live]
+        torch._foreach_copy_(self.live, self.tensors)
+        torch._foreach_copy_(self.tensors, held)
 
     def state_dict(self) -> dict:
         return {"tensors": [t.cpu() for t in self.tensors], "decay": self.decay, "every": self.every, "lookahead": self.lookahead}

@@ -177,7 +177,7 @@ class Trainer:
             progress.lrs.append(first_group["lr"] / first_group.get("lr_scale", 1.0))  # in scheduler.max_lr's units
             self.scheduler.step()
             if self.ema is not None and (index + 1) % self.ema.every == 0:
-                self.ema.update(self.model)
+                self.ema.update()
             loss = loss.detach().float()
             progress.loss_sum += loss * labels.shape[0]
             progress.correct += (logits.argmax(1) == labels).sum()
@@ -228,14 +228,14 @@ class Trainer:
             eval_loss, eval_acc, tta_acc = math.nan, math.nan, None
             if epoch == epochs or (self.eval_every and epoch % self.eval_every == 0):
                 if self.ema is not None:
-                    self.ema.swap(self.model)
+                    self.ema.swap()
                 if self.distributed:
                     broadcast_buffers(self.model)
                 eval_loss, eval_acc = self.evaluate()
                 if epoch == epochs and self.tta != TTAMode.none:
                     tta_acc = self.evaluate(tta=self.tta)[1]
                 if self.ema is not None and epoch < epochs:
-                    self.ema.swap(self.model)
+                    self.ema.swap()
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
