@@ -4,7 +4,11 @@
   study stored on its first invocation, or a test run now into the sweep directory);
 * `n_trials` is the study's total: an invocation launches only what is missing, so the same
   command run again continues the study instead of adding n_trials more;
-* each trial records its run directory and, when it fails, the one-line reason.
+* each trial runs in `<sweep dir>/<trial number>` and records that run directory (and, when it
+  fails, the one-line reason), so workers sharing a study and a folder never share a trial folder;
+* a study keeps the search space it was started with: a continued sweep that asks for another
+  window is refused instead of mixing two windows in one study;
+* a password in the storage URL is opened once and masked everywhere it would be saved.
 
 Selected by `hydra.sweeper._target_` in conf/hparams_search/optuna.yaml; resnet_lab.cli registers
 it with Hydra's plugin registry before every app starts.
@@ -16,7 +20,6 @@ import functools
 import logging
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,59 +29,25 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from resnet_lab.cli import one_line
+from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import HParamsSearchConfig
-from resnet_lab.optim.lr_range import read_suggestion
 from resnet_lab.files import write_json
+from resnet_lab.optim.lr_range import read_suggestion
+from resnet_lab.secrets import has_secret, mask_secrets
+from resnet_lab.sweep.report import from_study, write_report
+from resnet_lab.sweep.storage import absolute_storage, open_storage
 
 log = logging.getLogger(__name__)
 
 SUGGESTION_ATTR = "lr_finder_suggestion"
+SPACE_ATTR = "search_space"
 WORKER_ATTR = "worker"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 STUDY_FILE = "study.json"
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
-
-
-JOURNAL_PREFIX = "journal:///"
-
-
-def absolute_storage(storage: str | None) -> str | None:
-    """SQLite and journal URLs made absolute (their folder created), so every invocation and
-    every worker finds the same file."""
-    for prefix in ("sqlite:///", JOURNAL_PREFIX):
-        if storage and storage.startswith(prefix):
-            path = Path(storage[len(prefix) :]).expanduser().resolve()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return f"{prefix}{path}"
-    return storage
-
-
-def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """Optuna storage for a URL: `journal:///<file>` for Optuna's JournalStorage on a file (file
-    locks, no server: recommended for several workers on one machine), else any SQLAlchemy URL.
-    Workers starting together race to create a new database's tables; the loser retries."""
-    if url is None:
-        return None
-    if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    attempts = 10
-    for attempt in range(1, attempts + 1):
-        try:
-            # Wrapped once here: every study object of this process then shares one cache;
-            # a separate cache per load_study goes stale ("Record does not exist").
-            return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=engine))
-        except (IntegrityError, OperationalError):
-            if attempt == attempts:
-                raise
-            time.sleep(0.2 * attempt)
 
 
 def _alive(pid: int) -> bool:
@@ -100,14 +69,16 @@ def _log_space(low: float, high: float, grid_points: int | None) -> str:
 
 
 class TrialRecordingLauncher(Launcher):
-    """Wraps the real launcher; after each batch, tags the batch's trials with run dir and failure.
+    """Wraps the real launcher: each job runs in `<sweep dir>/<trial number>` (unique in the
+    study, whichever worker runs it), and its trial records worker, run directory and failure.
 
     The sweeper hands over the trials it just asked for (`pending`) rather than the launcher
     finding them in the study: with several workers on one study, another worker's freshly
     asked trial has no parameters yet and would match any job."""
 
-    def __init__(self, inner: Launcher) -> None:
+    def __init__(self, inner: Launcher, sweep_dir: Path) -> None:
         self.inner = inner
+        self.sweep_dir = sweep_dir.resolve()
         self.pending: list[optuna.trial.Trial] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -117,12 +88,15 @@ class TrialRecordingLauncher(Launcher):
         handles: list[optuna.trial.Trial | None] = list(self.pending)
         handles += [None] * (len(job_overrides) - len(handles))
         self.pending = []
-        for handle in handles:
-            _tag(handle, WORKER_ATTR, WORKER)
-        returns = self.inner.launch(job_overrides, initial_job_idx)
+        placed = []
+        for handle, overrides in zip(handles, job_overrides):
+            if handle is not None:
+                _tag(handle, WORKER_ATTR, WORKER)
+                _tag(handle, "run_dir", str(self.sweep_dir / str(handle.number)))
+                overrides = [*overrides, f"hydra.sweep.subdir={handle.number}"]
+            placed.append(list(overrides))
+        returns = self.inner.launch(placed, initial_job_idx)
         for handle, result in zip(handles, returns):
-            if result.hydra_cfg is not None:
-                _tag(handle, "run_dir", str(result.hydra_cfg.hydra.runtime.output_dir))
             if result.status is JobStatus.FAILED:
                 try:
                     result.return_value
@@ -146,8 +120,11 @@ class ResumableOptunaSweeper(OptunaSweeper):
         impl = self.sweeper
         self.storage_url = absolute_storage(impl.storage)
         impl.storage = open_storage(self.storage_url)
+        if self.storage_url is not None:
+            self.storage_url = mask_secrets(self.storage_url)
+        _mask_storage_secret(config)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        launcher = TrialRecordingLauncher(impl.launcher)
+        launcher = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
         impl.launcher = launcher
         configure = impl._configure_trials
 
@@ -181,17 +158,29 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 search.weight_decay_low, search.weight_decay_high, search.grid_points if self._is_grid() else None
             ),
         }
+        _keep_one_search_space(study, space)
+        if suggestion is not None and SUGGESTION_ATTR not in study.user_attrs:
+            study.set_user_attr(SUGGESTION_ATTR, suggestion)
         impl.params = OmegaConf.merge(impl.params or {}, space)
         self._save_config(config, sweep_dir, space, [low, high])
         write_json(
             sweep_dir / STUDY_FILE,
             {"study_name": impl.study_name, "storage": self.storage_url, "lr_finder_suggestion": suggestion, "params": space},
         )
+        try:
+            self._run_to_total(study, arguments)
+        finally:
+            try:
+                write_report(from_study(study, sweep_dir, suggestion), study)
+            except Exception as error:
+                log.warning("could not write the sweep report for %s: %s", sweep_dir, one_line(error))
 
-        # One batch at a time, recounting the shared study before each: finished trials (all
-        # invocations) plus trials other live workers are running. Workers that share a study
-        # therefore stop together at n_trials (two that count at the same instant may each
-        # start the last trial: an overshoot of at most workers - 1).
+    def _run_to_total(self, study: optuna.Study, arguments: list[str]) -> None:
+        """One batch at a time, recounting the shared study before each: finished trials (all
+        invocations) plus trials other live workers are running. Workers that share a study
+        therefore stop together at n_trials (two that count at the same instant may each start
+        the last trial: an overshoot of at most workers - 1)."""
+        impl = self.sweeper
         total, launched = impl.n_trials, 0
         while True:
             self._fail_orphaned_trials(study)
@@ -201,9 +190,15 @@ class ResumableOptunaSweeper(OptunaSweeper):
             remaining = total - finished - in_flight
             if launched == 0 or remaining <= 0:
                 log.info("study %s: %d finished, %d running elsewhere, of %d; launching %d more", impl.study_name, finished, in_flight, total, max(0, remaining))
+            if remaining <= 0 and launched == 0:
+                log.warning(
+                    "nothing to run: study '%s' already has %d of hydra.sweeper.n_trials=%d trials. To continue it, raise "
+                    "hydra.sweeper.n_trials; to start a new study, set hydra.sweeper.study_name to a new name",
+                    impl.study_name, finished + in_flight, total,
+                )
             if remaining <= 0:
                 break
-            self._reseed(config, offset=len(trials))
+            self._reseed(impl.config, offset=len(trials))
             impl.n_trials = min(remaining, impl.n_jobs)
             try:
                 impl.sweep(arguments)
@@ -247,20 +242,19 @@ class ResumableOptunaSweeper(OptunaSweeper):
         OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
 
     def _suggestion(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> float:
+        """The centre of the max_lr window: a named lr_finder.json, else the suggestion the study
+        stored when it started, else a range test run now into the sweep directory."""
         if search.lr_finder_json:
-            value = read_suggestion(search.lr_finder_json)
-        elif SUGGESTION_ATTR in study.user_attrs:
+            return read_suggestion(search.lr_finder_json)
+        if SUGGESTION_ATTR in study.user_attrs:
             value = float(study.user_attrs[SUGGESTION_ATTR])
             log.info("reusing the study's LR-finder suggestion %.4g", value)
             return value
-        else:
-            from resnet_lab.train.lr_auto import run_range_test
+        from resnet_lab.train.lr_auto import run_range_test
 
-            config = self.sweeper.config
-            task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-            value = run_range_test(task_config, sweep_dir / "lr_finder").suggestion
-        study.set_user_attr(SUGGESTION_ATTR, value)
-        return value
+        config = self.sweeper.config
+        task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        return run_range_test(task_config, sweep_dir / "lr_finder").suggestion
 
     def _reseed(self, config: DictConfig, offset: int) -> None:
         """A continued study must not replay the first invocation's random draws."""
@@ -271,3 +265,33 @@ class ResumableOptunaSweeper(OptunaSweeper):
         # Spaced out so that workers started with neighbouring seeds never share a draw.
         options["seed"] = int(options["seed"]) + 10007 * offset
         self.sweeper.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)
+
+
+def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:
+    """A study samples one search space: trials from two windows would mislead its sampler and
+    its report, so a continued study that asks for another window is refused."""
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is None:
+        study.set_user_attr(SPACE_ATTR, space)
+        return
+    if stored != space:
+        changed = "; ".join(f"{key}: stored {stored.get(key)}, asked {value}" for key, value in space.items() if stored.get(key) != value)
+        raise ConfigError(
+            f"study '{study.study_name}' was started with another search space ({changed}); continue it with the same "
+            "hparams_search settings (drop lr_finder_json / max_lr_bounds to reuse its window), or start a separate "
+            "study with hydra.sweeper.study_name=<new name>"
+        )
+
+
+def _mask_storage_secret(config: DictConfig) -> None:
+    """A password typed into `hydra.sweeper.storage` is replaced by *** in the live config and in
+    the overrides every job recomposes from, so Hydra's saved .hydra/hydra.yaml, multirun.yaml and
+    W&B never see it; the storage itself was opened with the real URL before this."""
+    raw = OmegaConf.to_container(config.hydra.sweeper, resolve=False).get("storage")
+    if not isinstance(raw, str) or not has_secret(raw):
+        return
+    masked = mask_secrets(raw)
+    overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweeper.storage=")]
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweeper.storage = masked
+        config.hydra.overrides.hydra = [*overrides, f"hydra.sweeper.storage={masked}"]

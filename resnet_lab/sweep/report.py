@@ -49,7 +49,10 @@ class SweepReport:
         return max(self.complete, key=lambda t: t.value, default=None)
 
 
-def from_study(study, sweep_dir: Path) -> SweepReport:
+def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
+    """The trials this sweep directory ran (`<sweep dir>/<trial number>`), whichever worker ran
+    them; other invocations of a continued study report in their own directories."""
+    here = sweep_dir.resolve()
     records = [
         TrialRecord(
             number=t.number,
@@ -59,9 +62,9 @@ def from_study(study, sweep_dir: Path) -> SweepReport:
             run_dir=t.user_attrs.get("run_dir"),
             fail_reason=t.user_attrs.get("fail_reason"),
         )
-        for t in study.trials
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("run_dir") and Path(t.user_attrs["run_dir"]).parent == here
     ]
-    suggestion = study.user_attrs.get("lr_finder_suggestion")
     return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name})
 
 
@@ -113,7 +116,7 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
     if report.kind == "optuna":
         plots.append(_plot_lr_wd(report, out / "max_lr_vs_weight_decay.png"))
         if study is not None:
-            plots.append(_plot_importances(study, out / "param_importances.png"))
+            plots.append(_plot_importances(study, {t.number for t in report.complete}, out / "param_importances.png"))
     else:
         plots.append(_plot_accuracy_vs_lr(report, out / "accuracy_vs_max_lr.png"))
     made = [p for p in plots if p is not None]
@@ -141,6 +144,11 @@ def _pyplot():
     return plt
 
 
+def _legend(axis) -> None:
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(loc="best")
+
+
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -164,7 +172,7 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
         axis.scatter([t.number for t in failed], [0] * len(failed), marker="x", color="black", label="failed")
     axis.set(xlabel="trial", ylabel="final eval accuracy (%)", title="optimisation history")
     axis.grid(alpha=0.3)
-    axis.legend()
+    _legend(axis)
     return _save(figure, path)
 
 
@@ -184,18 +192,20 @@ def _plot_lr_wd(report: SweepReport, path: Path) -> Path | None:
         axis.axvline(report.lr_suggestion, color="tab:green", linestyle="--", label=f"LR-finder suggestion {report.lr_suggestion:.3g}")
     axis.set(xscale="log", yscale="log", xlabel="max_lr", ylabel="weight_decay", title="max_lr vs weight_decay")
     axis.grid(alpha=0.3, which="both")
-    axis.legend(loc="best")
+    _legend(axis)
     return _save(figure, path)
 
 
-def _plot_importances(study, path: Path) -> Path | None:
+def _plot_importances(study, numbers: set[int], path: Path) -> Path | None:
     import optuna
 
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in study.get_trials(deepcopy=False) if t.number in numbers and t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 2:
         log.info("parameter importances need >= 2 complete trials; skipped")
         return None
-    importances = optuna.importance.get_param_importances(study)
+    mine = optuna.create_study(direction=study.direction)
+    mine.add_trials(complete)
+    importances = optuna.importance.get_param_importances(mine)
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 3))
     names = list(importances)[::-1]
@@ -218,16 +228,22 @@ def _plot_accuracy_vs_lr(report: SweepReport, path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def report_sweep_dir(sweep_dir: Path) -> list[Path]:
-    """Rebuild the report of a sweep directory: an Optuna study (its study.json names the
-    storage) or a grid multirun."""
+def report_sweep_dir(sweep_dir: Path, storage: str | None = None) -> list[Path]:
+    """Rebuild the report of a sweep directory: the trials it ran of an Optuna study (its
+    study.json names the study and its storage, password masked: `storage` or the database
+    driver's own sources supply it), or a grid multirun. A study that lived in memory is gone
+    with its process; its job directories still hold every trial's overrides and summary."""
     study_file = sweep_dir / "study.json"
-    if study_file.is_file():
-        import optuna
+    if not study_file.is_file():
+        return write_report(from_job_dirs(sweep_dir))
+    saved = json.loads(study_file.read_text())
+    url = storage or saved["storage"]
+    if url is None:
+        return write_report(from_job_dirs(sweep_dir))
+    import optuna
 
-        saved = json.loads(study_file.read_text())
-        from resnet_lab.sweep.optuna_sweeper import open_storage
+    from resnet_lab.secrets import without_masked_password
+    from resnet_lab.sweep.storage import open_storage
 
-        study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(saved["storage"]))
-        return write_report(from_study(study, sweep_dir), study)
-    return write_report(from_job_dirs(sweep_dir))
+    study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(without_masked_password(url)))
+    return write_report(from_study(study, sweep_dir, saved.get("lr_finder_suggestion")), study)
