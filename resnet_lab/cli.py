@@ -85,13 +85,19 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
 
 
 def _register_plugins() -> None:
-    """Hydra's public registration, so `hydra.sweeper._target_` can name our sweeper whether the
-    package is pip-installed or only on PYTHONPATH (no hydra_plugins namespace package needed)."""
+    """Hydra's public registration, so `hydra.sweeper._target_` / `hydra.launcher._target_` can
+    name our subclasses whether the package is pip-installed or only on PYTHONPATH (no
+    hydra_plugins namespace package needed). The Ray launcher comes with the `scale` extra."""
     from hydra.core.plugins import Plugins
 
     from resnet_lab.sweep.optuna_sweeper import ResumableOptunaSweeper
 
     Plugins.instance().register(ResumableOptunaSweeper)
+    try:
+        from resnet_lab.sweep.ray_launcher import CheckedRayLauncher
+    except ImportError:
+        return
+    Plugins.instance().register(CheckedRayLauncher)
 
 
 def _is_config_problem(error: BaseException) -> bool:

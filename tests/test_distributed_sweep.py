@@ -1,10 +1,14 @@
-"""Several sweep workers sharing one Optuna study: a JournalStorage file and a real
-PostgreSQL server on loopback; a killed worker's finished trials survive its restart."""
+"""Several sweep workers sharing one Optuna study: README's own journal-file commands started
+together, and a real PostgreSQL server on loopback reached with a password in its URL; every
+trial's folder, overrides, summary and W&B run is checked against the study, and a killed
+worker's finished trials survive its restart."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,48 +19,91 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from conftest import REPO, TINY, write_image_folder
+from resnet_lab.sweep.storage import open_storage
+from resnet_lab.track.offline_run import read_offline_run
 
 pytestmark = pytest.mark.slow
-ENV = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+ENV = {"PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/local/bin", "WANDB_MODE": "offline"}
+SMALL = [*TINY, "trainer.epochs=2", "hparams_search.max_lr_bounds=[0.01,0.1]"]
+TRACKED = [*(o for o in SMALL if not o.startswith("logger=")), "logger=wandb"]
 
 
-def worker(cwd: Path, storage: str, name: str, seed: int, n_trials: int = 6, study: str = "shared") -> list[str]:
+def worker(cwd: Path, storage: str, name: str, seed: int, n_trials: int = 6, study: str = "shared", tracked: bool = False) -> list[str]:
     return [
-        sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={cwd / 'im'}", *TINY,
-        "trainer.epochs=2", "hparams_search.max_lr_bounds=[0.01,0.1]", f"hydra.sweeper.n_trials={n_trials}",
-        f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={study}", f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={name}",
+        sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={cwd / 'im'}",
+        *(TRACKED if tracked else SMALL),
+        f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={name}",
     ]
 
 
-def run_two_workers(cwd: Path, storage: str) -> None:
-    write_image_folder(cwd / "im", train_per_class=24, test_per_class=8)
-    workers = [subprocess.Popen(worker(cwd, storage, f"w{i}", seed=i), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+def run_together(commands: list[list[str] | str], cwd: Path) -> None:
+    """Start every worker before waiting on any (shell strings run in bash, as a user would)."""
+    workers = [
+        subprocess.Popen(c, cwd=cwd, env=ENV, shell=isinstance(c, str), executable="/bin/bash" if isinstance(c, str) else None,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     outputs = [w.communicate(timeout=600) for w in workers]
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-3000:]
 
 
-def check_shared_study(storage: str, study: str = "shared") -> list[optuna.trial.FrozenTrial]:
-    from resnet_lab.sweep.optuna_sweeper import open_storage
-
+def check_trials_against_study(storage: str, study: str, n_trials: int, wandb: bool) -> list[optuna.trial.FrozenTrial]:
+    """Each trial ran once, in a folder of its own named by its number, and that folder's
+    overrides, summary and (one) W&B run are that trial's."""
     trials = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 6 and len(trials) == 6
-    assert sorted(t.number for t in trials) == list(range(6))
-    dirs = [t.user_attrs["run_dir"] for t in trials]
-    assert len(set(dirs)) == 6 and all(Path(d, "summary.json").is_file() for d in dirs)
-    assert {Path(d).parent.name for d in dirs} == {"w0", "w1"}, "both workers ran trials"
+    assert sorted(t.number for t in trials) == list(range(n_trials)) and all(t.state.name == "COMPLETE" for t in trials)
+    dirs = [Path(t.user_attrs["run_dir"]) for t in trials]
+    assert len(set(dirs)) == n_trials
+    for trial, run_dir in zip(trials, dirs):
+        assert run_dir.name == str(trial.number)
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()))
+        assert {k: float(overrides[k]) for k in trial.params} == pytest.approx(trial.params)
+        assert json.loads((run_dir / "summary.json").read_text())["objective"] == pytest.approx(trial.value)
+        runs = list((run_dir / "wandb").glob("offline-run-*"))
+        assert len(runs) == (1 if wandb else 0)
+        if wandb:
+            logged = read_offline_run(runs[0])
+            assert logged.config["scheduler"]["max_lr"] == pytest.approx(trial.params["scheduler.max_lr"])
+            assert logged.summary["final_eval_acc"] == pytest.approx(json.loads((run_dir / "summary.json").read_text())["final"]["eval_acc"])
     return trials
+
+
+def readme_journal_workers() -> list[str]:
+    """README's two journal-file worker commands, exactly as written there."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Several sweep workers on one study") :]
+    commands = re.findall(r"^(CUDA_VISIBLE_DEVICES=\d python -m resnet_lab\.train -m hparams_search=optuna .*?) &$", section, re.MULTILINE)
+    assert len(commands) == 2, "README's journal example changed: update this test with it"
+    return commands
+
+
+def test_readme_journal_workers_started_together_never_share_a_trial_folder(tmp_path):
+    """README's commands, with the sizes of a CPU test appended; both start in the same second
+    into the default time-named sweep folder, which each claims for itself."""
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    sizes = " ".join(["data=image_folder", f"data.root={tmp_path / 'im'}", *TRACKED, "hydra.sweeper.n_trials=3"])
+    run_together([f"{command} {sizes}" for command in readme_journal_workers()], tmp_path)
+    storage = f"journal:///{tmp_path / 'multirun' / 'study.log'}"
+    trials = check_trials_against_study(storage, "resnet_lab", 3, wandb=True)
+    sweep_dirs = sorted(p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir())
+    assert len(sweep_dirs) == 2, "each worker has a sweep folder of its own"
+    reported = [n for d in sweep_dirs for n in (t["number"] for t in json.loads((d / "sweep_summary.json").read_text())["trials"])]
+    assert sorted(reported) == [t.number for t in sorted(trials, key=lambda t: t.number)], "each worker reports the trials it ran"
 
 
 def test_two_workers_on_one_machine_share_a_journal_file_study(tmp_path):
     """JournalStorage is what the README recommends for concurrent workers on one machine (two
     workers on one new SQLite file were seen to mix up a trial's parameters)."""
     storage = f"journal:///{tmp_path / 'study.log'}"
-    run_two_workers(tmp_path, storage)
-    check_shared_study(storage)
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    run_together([worker(tmp_path, storage, f"w{i}", seed=i) for i in range(2)], tmp_path)
+    trials = check_trials_against_study(storage, "shared", 6, wandb=False)
+    assert {Path(t.user_attrs["run_dir"]).parent.name for t in trials} == {"w0", "w1"}, "both workers ran trials"
 
 
 def _postgres_bin() -> Path | None:
@@ -92,9 +139,25 @@ def postgres():
         shutil.rmtree(home, ignore_errors=True)
 
 
+PASSWORD = "pg-Secret-4711"
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{PASSWORD}@")
+
+
 def test_two_workers_share_a_postgresql_study_and_a_killed_worker_loses_nothing(tmp_path, postgres):
-    run_two_workers(tmp_path, postgres)
-    check_shared_study(postgres)
+    """Both workers write into one sweep folder on purpose (machines sharing a file system);
+    the storage URL carries a password, which no file the sweep wrote may contain."""
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    secret = with_password(postgres)
+    run_together([worker(tmp_path, secret, "shared-dir", seed=i, n_trials=4, tracked=True) for i in range(2)], tmp_path)
+    check_trials_against_study(postgres, "shared", 4, wandb=True)
+    report = json.loads((tmp_path / "shared-dir" / "sweep_summary.json").read_text())
+    assert report["n_trials"] == 4, "the report covers the trials of both workers"
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+    assert leaked == [], f"the database password was written to {leaked}"
+    assert json.loads((tmp_path / "shared-dir" / "study.json").read_text())["storage"] == secret.replace(PASSWORD, "***")
 
     command = worker(tmp_path, postgres, "solo", seed=5, n_trials=5, study="solo")
     process = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

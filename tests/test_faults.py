@@ -19,6 +19,7 @@ from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
 from resnet_lab.config import ConfigError
 from resnet_lab.files import check_writable
 from resnet_lab.train import run_training
+from resnet_lab.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metr
     process.send_signal(signum)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 128 + signum, err
-    state = torch.load(root / name / "checkpoints" / "last.pt", weights_only=False)
+    state = load_checkpoint(root / name / "checkpoints" / "last.pt")
     assert state["epoch"] < 5
     command = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: ") :]
     assert "trainer.resume=true" in command and f"hydra.run.dir={root / name}" in command
@@ -84,7 +85,7 @@ def test_sigkill_at_random_moments_then_resume_matches_the_uninterrupted_run(wor
         time.sleep(rng.uniform(0.0, 0.6))
         process.kill()
         process.communicate()
-        killed_at.append(torch.load(root / name / "checkpoints" / "last.pt", weights_only=False)["epoch"])
+        killed_at.append(load_checkpoint(root / name / "checkpoints" / "last.pt")["epoch"])
         resumed = run_cli("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={name}", cwd=root)
         assert resumed.returncode == 0, resumed.stderr
         assert metrics(root / name) == reference

@@ -52,19 +52,22 @@ def ray_head():
         port = probe.getsockname()[1]
     temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 bytes
     ray = Path(sys.executable).parent / "ray"
+    # Ray >= 2.60 turns on token authentication for a new head; this loopback one goes without.
     head = subprocess.Popen(
         [str(ray), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
     )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while subprocess.run([str(ray), "status", f"--address={address}"], capture_output=True).returncode != 0:
-        assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
-        time.sleep(1)
-    yield address
-    head.terminate()
-    head.wait(timeout=60)
+    try:
+        while subprocess.run([str(ray), "status", f"--address={address}"], capture_output=True).returncode != 0:
+            assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(1)
+        yield address
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
 
 
 def test_ray_launcher_runs_jobs_as_tasks_on_a_running_cluster(tmp_path, ray_head):
@@ -72,6 +75,35 @@ def test_ray_launcher_runs_jobs_as_tasks_on_a_running_cluster(tmp_path, ray_head
     launcher = ["hydra/launcher=ray_cluster", "hydra.launcher.ray.remote.num_gpus=0", "hydra.launcher.ray.remote.num_cpus=1"]
     summaries = grid(tmp_path, launcher, "0.1,0.2", epochs=2, env={"RAY_ADDRESS": ray_head})
     assert len(summaries) == 2 and all(s["final"]["eval_acc"] >= 0.6 for s in summaries), "each job learns (chance is 1/3)"
+
+
+def test_ray_fails_at_once_when_no_node_can_hold_a_job(tmp_path, ray_head):
+    """The cluster has 2 CPUs and no GPU; the default request (1 GPU, 4 CPUs per job) would
+    otherwise be queued by Ray for ever."""
+    write_image_folder(tmp_path / "im", train_per_class=8, test_per_class=4)
+    result = run_cli(
+        "resnet_lab.train", "-m", "hydra/launcher=ray_cluster", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY,
+        "scheduler.max_lr=0.1,0.2", cwd=tmp_path, timeout=120, env={"RAY_ADDRESS": ray_head},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the Ray cluster can never run these jobs") and "GPU 1, CPU 4" in last and "GPU 0, CPU 2" in last
+
+
+@pytest.mark.parametrize(
+    "remote, fits",
+    [({"num_gpus": 1, "num_cpus": 4}, True), ({"num_gpus": 2}, False), ({"num_cpus": 16}, False), ({"resources": {"tpu": 1}}, False), ({}, True)],
+)
+def test_a_job_fits_only_when_one_node_holds_its_whole_request(remote, fits):
+    from resnet_lab.config import ConfigError
+    from resnet_lab.sweep.ray_launcher import check_placeable
+
+    nodes = [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 2.0, "GPU": 2.0}]
+    if fits:
+        check_placeable(remote, nodes)
+    else:
+        with pytest.raises(ConfigError, match="can never run these jobs"):
+            check_placeable(remote, nodes)
 
 
 def test_slurm_config_is_ready():
@@ -86,5 +118,5 @@ def test_ray_cluster_config_asks_one_gpu_per_job_of_the_running_cluster():
     with initialize_config_dir(str(CONF_DIR)):
         cfg = compose("train", overrides=["hydra/launcher=ray_cluster"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("RayLauncher")
+    assert launcher._target_.endswith("CheckedRayLauncher")
     assert launcher.ray.init.address == "auto" and launcher.ray.remote.num_gpus == 1

@@ -113,3 +113,67 @@ def test_other_samplers_by_override(tmp_path, sampler):
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     if sampler == "grid":
         assert all(t.params["scheduler.max_lr"] in (0.01, 0.02, 0.04) for t in trials)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("storage", ["null", "sqlite:///studies/exact.db", "journal:///studies/exact.log"])
+def test_every_storage_runs_exactly_the_trials_asked_for(tmp_path, storage):
+    """In-memory storage (the plugin's default) once never stopped: the sweep counted its trials
+    in a study of its own that the plugin's batches never filled. PostgreSQL: test_distributed_sweep."""
+    result = sweep(tmp_path, "exact", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", "hparams_search.max_lr_bounds=[0.01,0.1]")
+    assert result.returncode == 0, result.stderr
+    jobs = sorted(p.name for p in (tmp_path / "exact").iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2"]
+    summary = json.loads((tmp_path / "exact" / "sweep_summary.json").read_text())
+    assert summary["n_trials"] == 3 and summary["n_complete"] == 3
+    if storage != "null":
+        from resnet_lab.sweep.storage import open_storage
+
+        url = storage.replace("///", f"///{tmp_path}/")
+        assert len(optuna.load_study(study_name="resnet_lab", storage=open_storage(url)).trials) == 3
+
+
+def test_a_study_keeps_its_window_and_each_sweep_reports_its_own_trials(tmp_path):
+    first_json, other_json = tmp_path / "first.json", tmp_path / "other.json"
+    first_json.write_text(json.dumps({"suggestion": 0.02}))
+    other_json.write_text(json.dumps({"suggestion": 0.05}))
+    first = sweep(tmp_path, "w1", "hydra.sweeper.n_trials=2", f"hparams_search.lr_finder_json={first_json}")
+    assert first.returncode == 0, first.stderr
+
+    refused = sweep(tmp_path, "w2", "hydra.sweeper.n_trials=4", f"hparams_search.lr_finder_json={other_json}")
+    assert refused.returncode == 2
+    error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "another search space" in error[0] and "hydra.sweeper.study_name" in error[0], refused.stderr
+    assert len(finished(tmp_path)) == 2 and not any(p.is_dir() for p in (tmp_path / "w2").glob("*"))
+
+    continued = sweep(tmp_path, "w3", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random")
+    assert continued.returncode == 0, continued.stderr
+    assert [t["number"] for t in json.loads((tmp_path / "w3" / "sweep_summary.json").read_text())["trials"]] == [2]
+
+    nothing = sweep(tmp_path, "w4", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random")
+    assert nothing.returncode == 0, nothing.stderr
+    said = nothing.stdout + nothing.stderr
+    assert "nothing to run" in said and "raise hydra.sweeper.n_trials" in said and "hydra.sweeper.study_name" in said
+
+    (tmp_path / "w1" / "sweep_summary.json").unlink()
+    rebuilt = run_cli("resnet_lab.sweep_report", "w1", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    report = json.loads((tmp_path / "w1" / "sweep_summary.json").read_text())
+    assert [t["number"] for t in report["trials"]] == [0, 1] and report["lr_finder_suggestion"] == 0.02
+
+
+def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
+    """The default sweep folder is named by the second; the same time-named folder asked twice
+    (as two multiruns started together would) is claimed once, the second gets `-2`."""
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
+    for _ in range(2):
+        result = run_cli(
+            "resnet_lab.train", "-m", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=1",
+            "scheduler.max_lr=0.05", "hydra.sweep.dir=multirun/same-${now:%Y}", cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+    year = sorted(p.name for p in (tmp_path / "multirun").iterdir())
+    assert len(year) == 2 and year[1] == f"{year[0]}-2"
+    for name in year:
+        assert (tmp_path / "multirun" / name / "0" / "summary.json").is_file()
+        assert json.loads((tmp_path / "multirun" / name / "sweep_summary.json").read_text())["n_trials"] == 1

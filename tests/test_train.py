@@ -15,6 +15,7 @@ import torch
 
 from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
 from resnet_lab.train import run_training
+from resnet_lab.train.checkpoint import load_checkpoint
 
 TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}
 
@@ -41,7 +42,7 @@ def test_tiny_training_learns_the_synthetic_classes(tmp_path):
 def _model_of(run_dir: Path) -> torch.nn.Module:
     from resnet_lab.models import custom_resnet
 
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     model = custom_resnet(num_classes=3, width_multiplier=0.125)
     model.load_state_dict(state["trainer"]["model"])
     return model
@@ -60,7 +61,7 @@ def test_cli_run_directory_holds_every_output(image_root, tmp_path):
     for key in ("best_eval_acc", "wall_time_s", "mean_images_per_s", "device", "torch_version", "git_commit", "num_params"):
         assert key in summary
     assert summary["torch_version"] == torch.__version__ and summary["device"] == "cpu"
-    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["trainer"]["epochs"] == 2
     assert {"model", "optimizer", "scheduler", "train_loader", "torch_rng"} <= set(checkpoint["trainer"])
 
@@ -80,7 +81,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_after = torch.load(checkpoint, weights_only=False)["epoch"]
+    killed_after = load_checkpoint(checkpoint)["epoch"]
     assert killed_after < 6, "the run finished before it could be killed"
     assert len(read_metrics(tmp_path / "killed")) in (killed_after, killed_after + 1)
 
@@ -110,7 +111,7 @@ def test_multirun_makes_one_run_directory_per_job(image_root, tmp_path):
     lrs = []
     for run in runs:
         assert (run / "summary.json").is_file() and (run / "checkpoints" / "last.pt").is_file()
-        lrs.append(torch.load(run / "checkpoints" / "last.pt", weights_only=False)["config"]["scheduler"]["max_lr"])
+        lrs.append(load_checkpoint(run / "checkpoints" / "last.pt")["config"]["scheduler"]["max_lr"])
     assert lrs == [0.01, 0.05, 0.1]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from resnet_lab.config.schema import LoggerConfig, LoggerKind
+from resnet_lab.secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,6 +57,9 @@ class Tracker:
                 group=group,
                 tags=list(cfg.tags),
                 reinit="finish_previous",
+                # W&B's system metadata includes the process's command line, where a storage URL
+                # with a password may be; the device and versions are in the run's summary.
+                settings=wandb.Settings(x_disable_meta=True),
             )
         except Exception as error:
             log.warning("W&B could not start (%s: %s); training continues without tracking", type(error).__name__, error)
@@ -135,7 +139,7 @@ def build_tracker(cfg: LoggerConfig, run_dir: Path, config: dict, job_type: str)
         name = hydra_cfg.job.override_dirname or "default"
         if hydra_cfg.mode == RunMode.MULTIRUN:
             group = str(hydra_cfg.sweep.dir)
-        config = {**config, "overrides": list(hydra_cfg.overrides.task)}
+        config = {**config, "overrides": [mask_secrets(o) for o in hydra_cfg.overrides.task]}
     except ValueError:
         pass
     return Tracker.start(cfg, run_dir, config, job_type, name, group)

@@ -1,16 +1,34 @@
-"""Checkpoints: atomic writes, and loads that name the damaged file instead of a traceback."""
+"""Checkpoints: atomic writes, and loads that can never run code from the file.
+
+Runs are shared (a colleague's run directory, a W&B model artifact, a file in a bug report), and
+unpickling an arbitrary object runs code. A checkpoint is therefore read with
+`torch.load(weights_only=True)`: tensors, plain containers and numbers only, plus the config enums
+that checkpoints written before configs were saved as plain strings carry (constructing an enum
+member runs nothing). Anything else is refused in one line before any of it is built.
+"""
 
 from __future__ import annotations
 
+import pickle
+import re
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from resnet_lab.config import schema
 from resnet_lab.config.errors import ConfigError
 from resnet_lab.files import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
+_CONFIG_ENUMS = [value for value in vars(schema).values() if isinstance(value, type) and issubclass(value, Enum) and value.__module__ == schema.__name__]
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+class UnsafeCheckpointError(ConfigError):
+    """The file holds objects whose loading could run code; it is never unpickled."""
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -30,12 +48,38 @@ def resolve_checkpoint(location: str | Path) -> Path:
 
 def load_checkpoint(path: Path) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_CONFIG_ENUMS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = _GLOBAL.search(str(error))
+        if found is None and "Weights only load failed" not in str(error):
+            raise _damaged(path, error) from error
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it holds {found.group(1) if found else 'Python objects'}, not only tensors and plain "
+            "values, and unpickling it could run code; resnet_lab checkpoints never hold such objects, so this file was not "
+            "written by resnet_lab or was altered"
+        ) from None
     except Exception as error:
-        raise ConfigError(
-            f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error}); "
-            "trainer.resume_fallback_best=true resumes from best.pt instead"
-        ) from error
+        raise _damaged(path, error) from error
     if not isinstance(state, dict) or "trainer" not in state:
         raise ConfigError(f"checkpoint {path} is not a resnet_lab checkpoint (no trainer state)")
+    state["config"] = plain(state.get("config", {}))
     return state
+
+
+def plain(value: Any) -> Any:
+    """A config with enum members as their names: what checkpoints save today."""
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def _damaged(path: Path, error: BaseException) -> ConfigError:
+    return ConfigError(
+        f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error}); "
+        "trainer.resume_fallback_best=true resumes from best.pt instead"
+    )

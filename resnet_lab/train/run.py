@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.optim import build_optimizer, build_scheduler
-from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
+from resnet_lab.train.checkpoint import BEST, LAST, UnsafeCheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.distributed import world
 from resnet_lab.train.ema import WeightAverage
@@ -68,13 +68,15 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
     the final evaluation accuracy (the objective sweepers maximise)."""
     started = time.perf_counter()
     typed = validate(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     # Under ddp only rank 0 writes: the run directory, checkpoints and the one W&B run.
     main = world().is_main
+    # A refused resume must leave nothing behind: the checkpoint is checked before W&B starts.
+    resume = _load_resume(cfg, run_dir)
     tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
     try:
-        accuracy = _train(cfg, typed, resolved, run_dir, tracker, started, main)
+        accuracy = _train(cfg, typed, resolved, run_dir, tracker, started, main, resume)
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
@@ -92,14 +94,21 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
     return accuracy
 
 
-def _train(cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker: Tracker, started: float, main: bool) -> float:
+def _train(
+    cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker: Tracker, started: float, main: bool, resume: tuple[Path, dict] | None
+) -> float:
     parts = build_components(cfg)
     max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
     trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
     if main:
         check_writable(checkpoints, checkpoint_bytes(trainer) * 3 + 32 * 2**20)
-    resumed_from = _resume(cfg, trainer, run_dir)
+    resumed_from = None
+    if resume is not None:
+        path, state = resume
+        trainer.load_state_dict(state["trainer"])
+        log.info("resumed from %s after epoch %d", path, state["epoch"])
+        resumed_from = str(path)
     best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
@@ -181,7 +190,7 @@ def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
         }
     )
     tracker.summarise(
-        {key: summary[key] for key in ("best_eval_acc", "best_epoch", "best_train_acc", "wall_time_s", "num_params", "max_lr", "precision", "device_name")}
+        {key: summary[key] for key in ("best_eval_acc", "best_epoch", "best_train_acc", "wall_time_s", "num_params", "max_lr", "precision", "device_name", "torch_version")}
         | {"final_eval_acc": summary["final"]["eval_acc"], "final_train_acc": summary["final"]["train_acc"]}
     )
     if (run_dir / "checkpoints" / BEST).is_file():
@@ -228,7 +237,7 @@ RESUME_GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler")
 
 def _check_same_run(cfg: DictConfig, saved: dict, path: Path) -> None:
     """A checkpoint continues only the run it came from: the schedule, data and model must match."""
-    current = OmegaConf.to_container(cfg, resolve=True)
+    current = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     differing = [
         f"{group}.{key}"
         for group in RESUME_GROUPS
@@ -249,7 +258,9 @@ def checkpoint_bytes(trainer: Trainer) -> int:
     return 3 * sum(p.numel() * p.element_size() for p in trainer.model.parameters())
 
 
-def _resume(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> str | None:
+def _load_resume(cfg: DictConfig, run_dir: Path) -> tuple[Path, dict] | None:
+    """The checkpoint this run continues from (resume_from or trainer.resume), loaded safely and
+    checked to belong to the same run; None for a fresh run."""
     if cfg.resume_from is not None:
         path = resolve_checkpoint(to_absolute_path(str(cfg.resume_from)))
     elif cfg.trainer.resume:
@@ -260,16 +271,16 @@ def _resume(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> str | None:
         return None
     try:
         state = load_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
     except ConfigError:
         fallback = path.parent / BEST
         if not (cfg.trainer.resume_fallback_best and fallback.is_file() and fallback != path):
             raise
         log.warning("%s is damaged; resuming from %s as trainer.resume_fallback_best=true asks", path, fallback)
         path, state = fallback, load_checkpoint(fallback)
-    _check_same_run(cfg, state.get("config", {}), path)
-    trainer.load_state_dict(state["trainer"])
-    log.info("resumed from %s after epoch %d", path, state["epoch"])
-    return str(path)
+    _check_same_run(cfg, state["config"], path)
+    return path, state
 
 
 def _summary(trainer: Trainer, history: list[EpochMetrics], eval_name: str, classes: list[str], wall: float, resumed_from: str | None) -> dict:
