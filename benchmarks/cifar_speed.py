@@ -261,7 +261,8 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
     from resnet_lab.config import validate
     from resnet_lab.config.targets import build
     from resnet_lab.data import load_splits
-    from resnet_lab.optim import build_optimizer, build_scheduler
+    from resnet_lab.optim.optimizers import build_optimizer
+    from resnet_lab.optim.schedulers import build_scheduler
 
     cfg = compose_run(root, scale, "experiment=seed_replica", f"trainer.epochs={scale.baseline_epochs}")
     typed = validate(cfg)

@@ -18,7 +18,7 @@ import torch
 from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
 from resnet_lab.config import ConfigError
 from resnet_lab.files import check_writable
-from resnet_lab.train import run_training
+from resnet_lab.train.run import run_training
 from resnet_lab.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow

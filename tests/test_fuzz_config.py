@@ -18,7 +18,7 @@ from conftest import TINY, compose_config, write_image_folder
 from resnet_lab.cli import one_line
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import SCHEMAS
-from resnet_lab.train import build_trainer
+from resnet_lab.train.run import build_trainer
 
 FIXED = ("format", "root", "download", "cache_dir", "file", "_target_", "_partial_", "kind", "mode", "project", "entity", "device", "image_size")
 # Keys whose legal values could make a single fuzzed step slow; drawn from small ranges.

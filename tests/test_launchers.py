@@ -92,7 +92,7 @@ def test_ray_fails_at_once_when_no_node_can_hold_a_job(tmp_path, ray_head):
 
 @pytest.mark.parametrize(
     "remote, fits",
-    [({"num_gpus": 1, "num_cpus": 4}, True), ({"num_gpus": 2}, False), ({"num_cpus": 16}, False), ({"resources": {"tpu": 1}}, False), ({}, True)],
+    [({"num_gpus": 1, "num_cpus": 4}, True), ({"num_gpus": 2, "num_cpus": 4}, False), ({"num_cpus": 16}, False), ({"resources": {"tpu": 1}}, False), ({}, True)],
 )
 def test_a_job_fits_only_when_one_node_holds_its_whole_request(remote, fits):
     from resnet_lab.config import ConfigError

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config, run_cli, write_image_folder
-from resnet_lab.optim import build_optimizer
+from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.lr_range import range_test, valley
 from resnet_lab.config import validate
 from resnet_lab.train.components import build_components
-from resnet_lab.train import run_training
+from resnet_lab.train.run import run_training
 
 
 def tiny_config(root, *extra):

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from conftest import compose_config
-from resnet_lab.optim import build_optimizer, build_scheduler
+from resnet_lab.optim.optimizers import build_optimizer
+from resnet_lab.optim.schedulers import build_scheduler
 
 
 def lrs(scheduler_overrides: list[str], steps_per_epoch: int = 10, epochs: int = 4) -> list[float]:

@@ -13,7 +13,7 @@ from torch import nn
 from conftest import TINY, compose_config
 from resnet_lab.augment.tta import tta_logits
 from resnet_lab.config.schema import TTAMode
-from resnet_lab.optim import build_optimizer
+from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.run import build_trainer, objective
 
 

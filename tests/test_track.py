@@ -15,7 +15,7 @@ from conftest import TINY, compose_config, run_cli, write_image_folder
 from resnet_lab.config import validate
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.track.offline_run import read_offline_run
-from resnet_lab.train import build_trainer
+from resnet_lab.train.run import build_trainer
 
 # A barely trained net (tiny LR, one epoch) gets most of the 3-class test set wrong: a gallery.
 UNTRAINED = ["scheduler.max_lr=0.0001", "trainer.epochs=1"]

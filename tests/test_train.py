@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
-from resnet_lab.train import run_training
+from resnet_lab.train.run import run_training
 from resnet_lab.train.checkpoint import load_checkpoint
 
 TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}

@@ -16,9 +16,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from resnet_lab.config.errors import ConfigError
@@ -85,6 +82,12 @@ def explain_misclassified(
     model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: ExplainConfig, out_dir: Path
 ) -> list[GalleryCell]:
     """Writes misclassified_gradcam.png, misclassified.json and confusion_matrix.png."""
+    # grad-cam brings torchvision and scikit-learn (about 4 s of imports): loaded only here, so
+    # that runs with explain=none, sweeps' refused settings and --help never pay for it.
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     with preserved_state(model):
         predicted, confidence, true = predictions(model, loader)
         wrong = torch.nonzero(predicted != true).flatten()[: cfg.n_images].tolist()

@@ -1,6 +1,2 @@
-"""Optimizers and per-step LR schedules (config groups `optimizer`, `scheduler`)."""
-
-from resnet_lab.optim.optimizers import build_optimizer
-from resnet_lab.optim.schedulers import build_scheduler
-
-__all__ = ["build_optimizer", "build_scheduler"]
+"""Optimizers and per-step LR schedules (config groups `optimizer`, `scheduler`): build them with
+resnet_lab.optim.optimizers.build_optimizer and resnet_lab.optim.schedulers.build_scheduler."""

@@ -35,7 +35,6 @@ from resnet_lab.cli import one_line
 from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import HParamsSearchConfig
 from resnet_lab.files import write_json
-from resnet_lab.optim.lr_range import read_suggestion
 from resnet_lab.secrets import has_secret, mask_secrets
 from resnet_lab.sweep.report import from_study, write_report
 from resnet_lab.sweep.storage import absolute_storage, open_storage
@@ -244,6 +243,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
     def _suggestion(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> float:
         """The centre of the max_lr window: a named lr_finder.json, else the suggestion the study
         stored when it started, else a range test run now into the sweep directory."""
+        from resnet_lab.optim.lr_range import read_suggestion
+
         if search.lr_finder_json:
             return read_suggestion(search.lr_finder_json)
         if SUGGESTION_ATTR in study.user_attrs:

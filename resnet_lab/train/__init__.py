@@ -1,6 +1,4 @@
-"""Training (config group `trainer`): the loop, its checkpoints and the run directory's files."""
+"""Training (config group `trainer`): the loop, its checkpoints and the run directory's files.
 
-from resnet_lab.train.loop import DivergedError, EpochMetrics, Trainer
-from resnet_lab.train.run import build_trainer, run_training
-
-__all__ = ["DivergedError", "EpochMetrics", "Trainer", "build_trainer", "run_training"]
+Nothing is imported here: `python -m resnet_lab.train` must answer --help and config errors
+before torch loads (import the pieces from their modules, e.g. resnet_lab.train.run)."""

@@ -10,11 +10,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from resnet_lab.cli import run_app
-from resnet_lab.train.distributed import process_group
-from resnet_lab.train.run import run_training
+from resnet_lab.config import validate
+from resnet_lab.train.torchrun import process_group
 
 
 def train(cfg: DictConfig) -> float:
+    validate(cfg)  # a bad setting is refused before torch and the data are loaded
+    from resnet_lab.train.run import run_training
+
     return run_training(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
