@@ -8,7 +8,6 @@ still gets Hydra's full traceback.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any, Callable
 
@@ -19,34 +18,13 @@ from omegaconf import DictConfig
 
 from resnet_lab import CONF_DIR
 from resnet_lab.config import ConfigError
-from resnet_lab.config.schema import allowed_keys
 from resnet_lab.config.targets import TRUSTED_TARGETS
+from resnet_lab.messages import one_line
 
 EXIT_USAGE = 2
-_NOISE = re.compile(r"^(Config search path:|\s*provider=|\s*object_type=|Set the environment variable)")
-_UNKNOWN_KEY = re.compile(r"Key '[^']+' not in '(\w+)'")
-
-
 class _ReportedInRun(BaseException):
     """Carries a single run's user error past Hydra's job-failure report to `run_app`, which
     prints it as the only line (in a multirun the error stays an Exception: the sweep goes on)."""
-
-
-def one_line(error: BaseException) -> str:
-    """The exception and its causes, without search paths or object dumps, on one line."""
-    parts: list[str] = []
-    current: BaseException | None = error
-    while current is not None:
-        for line in str(current).splitlines():
-            line = line.strip()
-            if line and not _NOISE.match(line) and line not in parts:
-                parts.append(line)
-        current = current.__cause__
-    text = "; ".join(parts) or type(error).__name__
-    unknown = _UNKNOWN_KEY.search(text)
-    if unknown and allowed_keys(unknown.group(1)):
-        text += f"; allowed keys: {', '.join(allowed_keys(unknown.group(1)))}"
-    return text
 
 
 def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:

@@ -136,7 +136,8 @@ def comparison_table(old: dict[str, float] | None, new: dict[str, float]) -> str
 
 
 def main(argv: list[str] | None = None) -> None:
-    from resnet_lab.cli import one_line, run_app
+    from resnet_lab.cli import run_app
+    from resnet_lab.messages import one_line
     from resnet_lab.train.__main__ import train
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from resnet_lab.cli import one_line
+from resnet_lab.messages import one_line
 from resnet_lab.sweep.report import report_sweep_dir
 
 

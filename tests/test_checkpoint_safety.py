@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, run_cli, write_image_folder
+
 from resnet_lab.config.schema import HeadPool
 from resnet_lab.train.checkpoint import UnsafeCheckpointError, load_checkpoint
 

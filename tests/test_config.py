@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY, compose_config, run_cli
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from conftest import TINY, compose_config, run_cli
 from resnet_lab.augment import build_augment
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import SCHEMAS
 from resnet_lab.data import DeviceLoader
 from resnet_lab.optim.optimizers import build_optimizer
-from resnet_lab.optim.schedulers import build_scheduler
 from resnet_lab.train.run import build_trainer
 
 OPTIONS = [(group, option) for group, options in SCHEMAS.items() for option in options]

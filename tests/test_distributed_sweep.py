@@ -20,8 +20,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-
 from conftest import REPO, TINY, write_image_folder
+
 from resnet_lab.sweep.storage import open_storage
 from resnet_lab.track.offline_run import read_offline_run
 
@@ -153,6 +153,8 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_worker_loses_nothing(
     secret = with_password(postgres)
     run_together([worker(tmp_path, secret, "shared-dir", seed=i, n_trials=4, tracked=True) for i in range(2)], tmp_path)
     check_trials_against_study(postgres, "shared", 4, wandb=True)
+    plain = postgres.replace("postgresql+psycopg2://", "postgresql://")  # SQLAlchemy's default driver (psycopg 3)
+    assert len(optuna.load_study(study_name="shared", storage=open_storage(plain)).trials) == 4
     report = json.loads((tmp_path / "shared-dir" / "sweep_summary.json").read_text())
     assert report["n_trials"] == 4, "the report covers the trials of both workers"
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]

@@ -14,12 +14,12 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-
 from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
+
 from resnet_lab.config import ConfigError
 from resnet_lab.files import check_writable
-from resnet_lab.train.run import run_training
 from resnet_lab.train.checkpoint import load_checkpoint
+from resnet_lab.train.run import run_training
 
 pytestmark = pytest.mark.slow
 

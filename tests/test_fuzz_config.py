@@ -9,13 +9,13 @@ import typing
 from enum import Enum
 
 import pytest
+from conftest import TINY, compose_config, write_image_folder
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
-from conftest import TINY, compose_config, write_image_folder
-from resnet_lab.cli import one_line
+from resnet_lab.messages import one_line
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import SCHEMAS
 from resnet_lab.train.run import build_trainer

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY, run_cli, write_image_folder
 from hydra import compose, initialize_config_dir
 
-from conftest import TINY, run_cli, write_image_folder
 from resnet_lab import CONF_DIR
 
 pytestmark = pytest.mark.slow

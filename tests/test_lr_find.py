@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
-
 from conftest import TINY, compose_config, run_cli, write_image_folder
-from resnet_lab.optim.optimizers import build_optimizer
-from resnet_lab.optim.lr_range import range_test, valley
+
 from resnet_lab.config import validate
+from resnet_lab.optim.lr_range import range_test, valley
+from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.components import build_components
 from resnet_lab.train.run import run_training
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 import torch._dynamo.utils
+from conftest import TINY, compose_config
 from torch import nn
 
-from conftest import TINY, compose_config
 from resnet_lab.augment.tta import tta_logits
 from resnet_lab.config.schema import TTAMode
 from resnet_lab.optim.optimizers import build_optimizer

@@ -8,7 +8,6 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-
 from conftest import TINY, run_cli, write_image_folder
 
 pytestmark = pytest.mark.slow
@@ -100,6 +99,10 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     assert json.loads(summary_file.read_text())["n_trials"] == 3
     missing = run_cli("resnet_lab.sweep_report", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+    (tmp_path / "not-a-sweep").mkdir()
+    refused = run_cli("resnet_lab.sweep_report", "not-a-sweep", cwd=tmp_path)
+    assert refused.returncode == 2 and "holds no sweep" in refused.stderr and refused.stderr.count("\n") == 1
+    assert list((tmp_path / "not-a-sweep").iterdir()) == [], "nothing written"
 
 
 @pytest.mark.parametrize("sampler", ["random", "grid"])

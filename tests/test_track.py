@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import TINY, compose_config, run_cli, write_image_folder
+
 from resnet_lab.config import validate
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.track.offline_run import read_offline_run

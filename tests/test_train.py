@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
-from resnet_lab.train.run import run_training
+
 from resnet_lab.train.checkpoint import load_checkpoint
+from resnet_lab.train.run import run_training
 
 TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}
 

@@ -11,7 +11,8 @@
 * a password in the storage URL is opened once and masked everywhere it would be saved.
 
 Selected by `hydra.sweeper._target_` in conf/hparams_search/optuna.yaml; resnet_lab.cli registers
-it with Hydra's plugin registry before every app starts.
+it with Hydra's plugin registry before every app starts, so this module imports Optuna only once a
+sweep runs (a config error must not wait for it).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -31,13 +31,15 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from resnet_lab.cli import one_line
+from resnet_lab.messages import one_line
 from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import HParamsSearchConfig
 from resnet_lab.files import write_json
 from resnet_lab.secrets import has_secret, mask_secrets
 from resnet_lab.sweep.report import from_study, write_report
-from resnet_lab.sweep.storage import absolute_storage, open_storage
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ def _tag(handle: optuna.trial.Trial | None, key: str, value: object) -> None:
 
 class ResumableOptunaSweeper(OptunaSweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from resnet_lab.sweep.storage import absolute_storage, open_storage
+
         impl = self.sweeper
         self.storage_url = absolute_storage(impl.storage)
         impl.storage = open_storage(self.storage_url)
@@ -134,6 +138,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
         impl._configure_trials = configure_and_remember
 
     def sweep(self, arguments: list[str]) -> None:
+        import optuna
+
         impl = self.sweeper
         config = impl.config
         search: HParamsSearchConfig = OmegaConf.to_object(config.hparams_search)
@@ -179,6 +185,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
         invocations) plus trials other live workers are running. Workers that share a study
         therefore stop together at n_trials (two that count at the same instant may each start
         the last trial: an overshoot of at most workers - 1)."""
+        import optuna
+
         impl = self.sweeper
         total, launched = impl.n_trials, 0
         while True:
@@ -214,6 +222,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
         """A RUNNING trial whose worker process on this host is gone was interrupted (killed
         sweep): mark it FAIL with the reason and do not count it, so another trial replaces it.
         Trials of live workers, or of other hosts, are left alone."""
+        import optuna
+
         host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
@@ -227,6 +237,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
             log.warning("trial %d was interrupted (process %s is gone): marked FAIL; a new trial replaces it", trial.number, pid)
 
     def _is_grid(self) -> bool:
+        import optuna
+
         sampler = self.sweeper.sampler
         return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from resnet_lab.files import atomic_write
-from resnet_lab.files import write_json
+from resnet_lab.config.errors import ConfigError
+from resnet_lab.files import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
     """A grid multirun: each numbered job directory's overrides and summary.json."""
     records = []
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    if not jobs:
+        raise ConfigError(f"{sweep_dir} holds no sweep: no study.json and no numbered job folders; pass a multirun/<date>/<time> directory")
     for job in jobs:
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []

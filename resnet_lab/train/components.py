@@ -17,9 +17,9 @@ from resnet_lab.config.targets import build
 from resnet_lab.data import DeviceLoader, resident_splits
 from resnet_lab.train.compiled import compile_mode, compiled_model
 from resnet_lab.train.distributed import check_strategy, ddp_device
-from resnet_lab.train.torchrun import World
 from resnet_lab.train.environment import seed_everything, select_device, select_precision
 from resnet_lab.train.placement import place_job
+from resnet_lab.train.torchrun import World
 
 
 @dataclass

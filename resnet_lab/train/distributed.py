@@ -4,6 +4,8 @@ Joining the group around the Hydra app is resnet_lab.train.torchrun's job."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -11,6 +13,7 @@ from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import Strategy
 from resnet_lab.train.placement import pin
 from resnet_lab.train.torchrun import World, world
+
 
 def check_strategy(strategy: Strategy, batch_size: int, eval_batch_size: int, drop_last: bool, auto_lr: bool) -> World | None:
     """The strategy must match how the job was started; returns this process's place in the

@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import AUTO, Strategy
-from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.lr_range import RangeTestResult, range_test, read_suggestion, save_result
+from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.components import Components, build_components
 
 

@@ -18,18 +18,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.explain import explain_misclassified
+from resnet_lab.files import check_writable, write_json
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.schedulers import build_scheduler
+from resnet_lab.track import Tracker, build_tracker
 from resnet_lab.train.checkpoint import BEST, LAST, UnsafeCheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
-from resnet_lab.train.torchrun import world
 from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import git_commit
-from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.loop import EpochMetrics, Trainer, TrainingInterrupted
-from resnet_lab.files import check_writable, write_json
+from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
-from resnet_lab.track import Tracker, build_tracker
+from resnet_lab.train.torchrun import world
 
 log = logging.getLogger(__name__)
 
