@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import hydra
@@ -31,6 +32,10 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     """Run `task` as a Hydra app over conf/ and report any failure as one line."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    refusal = _unsupported_rerun(sys.argv[1:])
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     _register_plugins()
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, execution_whitelist=TRUSTED_TARGETS)
@@ -60,6 +65,24 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         hint = "" if isinstance(error, ConfigError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
         print(f"error: {one_line(error)}{hint}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _unsupported_rerun(args: list[str]) -> str | None:
+    """Hydra's own ways of rerunning a saved job replace resnet_lab's config tree with the job's
+    flat config.yaml, which has no group choices for the schemas to check: name the command
+    that does rerun a job (a user's extra configs still plug in with --config-dir)."""
+    for index, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in ("--config-path", "-cp", "--experimental-rerun"):
+            target = Path(value or (args[index + 1] if index + 1 < len(args) else ""))
+            if target.name == "config.pickle":
+                target = target.parent
+            run_dir = target.parent if target.name == ".hydra" else "<run dir>"
+            return (
+                f"{flag} is not supported: resnet_lab composes its own config tree (add configs of yours with --config-dir <dir>); "
+                f"to rerun a saved job use: python -m resnet_lab.reproduce {run_dir}"
+            )
+    return None
 
 
 def _register_plugins() -> None:

@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_TARBALL_CANDIDATES = [
     Path(os.environ.get("RESNET_LAB_CIFAR10_JPEG", "/nonexistent")),
     REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
-    Path("/work/shared/data/cifar10-jpeg.tar.gz"),
 ]
 CLASSES = ["ant", "bee", "cat"]
 

@@ -151,3 +151,19 @@ def test_reproduce_of_a_missing_or_damaged_run_is_one_clear_line(tmp_path):
     empty.mkdir()
     result = run_cli("resnet_lab.reproduce", str(empty), cwd=tmp_path)
     assert result.returncode == 2 and "holds no saved config" in result.stderr
+
+
+def test_gallery_selection_spreads_confident_mistakes_over_the_true_classes():
+    from resnet_lab.config.schema import GallerySelect
+    from resnet_lab.explain.gradcam import select_mistakes
+
+    true = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    predicted = torch.tensor([1, 1, 0, 0, 0, 0, 1, 2])
+    confidence = torch.tensor([0.6, 0.9, 0.99, 0.7, 0.5, 0.4, 0.8, 0.95])
+    # mistakes: 0 (class 0, p .6), 1 (class 0, p .9), 3 (class 1, p .7), 4 (class 1, p .5), 5 (class 2, p .4), 6 (class 2, p .8)
+    assert select_mistakes(predicted, confidence, true, 4, GallerySelect.per_class) == [1, 6, 3, 0]
+    assert select_mistakes(predicted, confidence, true, 3, GallerySelect.confident) == [1, 6, 3]
+    assert select_mistakes(predicted, confidence, true, 3, GallerySelect.first) == [0, 1, 3]
+    drawn = select_mistakes(predicted, confidence, true, 3, GallerySelect.random)
+    assert drawn == select_mistakes(predicted, confidence, true, 3, GallerySelect.random) and set(drawn) <= {0, 1, 3, 4, 5, 6}
+    assert len(select_mistakes(predicted, confidence, true, 50, GallerySelect.per_class)) == 6

@@ -25,6 +25,15 @@ class HeadPool(str, Enum):
     max = "max"
 
 
+class GallerySelect(str, Enum):
+    """Which misclassified images the GradCAM gallery shows."""
+
+    per_class = "per_class"  # the most confident mistakes of each true class in turn
+    confident = "confident"  # the most confident mistakes overall
+    random = "random"  # a seeded random sample of the mistakes
+    first = "first"  # the first mistakes in evaluation order
+
+
 class DataFormat(str, Enum):
     cifar10 = "cifar10"
     image_folder = "image_folder"
@@ -386,6 +395,7 @@ class LoggerConfig:
 class ExplainConfig:
     enabled: bool = True
     n_images: int = 22
+    select: GallerySelect = GallerySelect.per_class
     target_layer: str = "layer3.1"
     columns: int = 4
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from resnet_lab.config.errors import ConfigError
-from resnet_lab.config.schema import ExplainConfig
+from resnet_lab.config.schema import ExplainConfig, GallerySelect
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.files import atomic_write, write_json
 
@@ -78,6 +78,30 @@ def confusion_matrix(predicted: torch.Tensor, true: torch.Tensor, num_classes: i
     return counts.view(num_classes, num_classes).cpu().numpy()
 
 
+def select_mistakes(predicted: torch.Tensor, confidence: torch.Tensor, true: torch.Tensor, n: int, how: GallerySelect) -> list[int]:
+    """Indices of up to `n` misclassified images. The first mistakes in evaluation order are
+    usually all of one class (test sets are often stored class by class) and teach little; the
+    default takes the most confident mistake of each true class in turn, so the gallery shows
+    where the model is surest and wrong, across the classes."""
+    wrong = torch.nonzero(predicted != true).flatten().cpu()
+    if how == GallerySelect.first:
+        return wrong[:n].tolist()
+    if how == GallerySelect.random:
+        return wrong[torch.randperm(len(wrong), generator=torch.Generator().manual_seed(0))[:n]].tolist()
+    by_confidence = wrong[torch.argsort(confidence.cpu()[wrong], descending=True, stable=True)]
+    if how == GallerySelect.confident:
+        return by_confidence[:n].tolist()
+    queues: dict[int, list[int]] = {}
+    for index in by_confidence.tolist():
+        queues.setdefault(int(true[index]), []).append(index)
+    chosen: list[int] = []
+    while len(chosen) < n and any(queues.values()):
+        for queue in queues.values():
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def explain_misclassified(
     model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: ExplainConfig, out_dir: Path
 ) -> list[GalleryCell]:
@@ -90,7 +114,7 @@ def explain_misclassified(
 
     with preserved_state(model):
         predicted, confidence, true = predictions(model, loader)
-        wrong = torch.nonzero(predicted != true).flatten()[: cfg.n_images].tolist()
+        wrong = select_mistakes(predicted, confidence, true, cfg.n_images, GallerySelect(cfg.select))
         images = loader.images[wrong].float() if wrong else None
         cells: list[GalleryCell] = []
         if wrong:
