@@ -24,6 +24,12 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:
+            # A failed write or fsync names no file; the user needs to know which one it was.
+            raise OSError(error.errno, error.strerror, str(target)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -51,6 +57,6 @@ def check_writable(folder: str | os.PathLike[str], need_bytes: int) -> None:
     free = shutil.disk_usage(target).free
     if free < need_bytes:
         raise ConfigError(
-            f"only {free / 2**20:.0f} MiB free in {target}, the run needs about {need_bytes / 2**20:.0f} MiB "
-            "for its checkpoints; free some space or set hydra.run.dir on another disk"
+            f"only {free / 2**20:.1f} MiB free in {target}, the run needs about {need_bytes / 2**20:.1f} MiB "
+            "for its checkpoints and outputs; free some space or set hydra.run.dir on another disk"
         )

@@ -139,6 +139,48 @@ def test_output_space_is_checked_before_training(tmp_path):
         check_writable(tmp_path / "out", 1 << 60)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 12 MiB file system (tmpfs), so that a disk really fills up mid-run."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return ballast
+
+
+def test_a_full_disk_names_the_file_and_the_resume_command_that_finishes_the_run(small_disk, tmp_path):
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    args = ["data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=12"]
+    run_dir = small_disk / "run"
+    process = start(tmp_path, args, str(run_dir))
+    wait_for(run_dir / "checkpoints" / "last.pt", process)
+    ballast = fill(small_disk)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: no space left on the device while writing {run_dir}/") and "the last complete checkpoint is intact" in line
+    command = line.split("resume with: ", 1)[1]
+    assert command.endswith(f"trainer.resume=true hydra.run.dir={run_dir}")
+    ballast.unlink()
+    resumed = subprocess.run([sys.executable, "-m", *command.split()[2:]], cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 12
+
+
 def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=8)
     command = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import math
@@ -81,6 +82,13 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise ConfigError(
+            f"no space left on the device while writing {error.filename or run_dir}; the last complete checkpoint is intact: "
+            f"free some space, then resume with: {resume_command(run_dir)}"
+        ) from None
     finally:
         tracker.finish(exit_code)
     if out_of_memory:
@@ -103,7 +111,7 @@ def _train(
     trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
     if main:
-        check_writable(checkpoints, checkpoint_bytes(trainer) * 3 + 32 * 2**20)
+        check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=typed["explain"].enabled))
     resumed_from = None
     if resume is not None:
         path, state = resume
@@ -257,6 +265,14 @@ def _check_same_run(cfg: DictConfig, saved: dict, path: Path) -> None:
 def checkpoint_bytes(trainer: Trainer) -> int:
     """A checkpoint holds the weights plus optimizer state (up to two tensors per weight)."""
     return 3 * sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+
+
+def run_footprint_bytes(trainer: Trainer, tracked: bool, explained: bool) -> int:
+    """What the run writes at its peak: last.pt, best.pt and the temporary copy an atomic write
+    makes of one of them, a fourth copy staged by W&B as the model artifact; plus metrics, logs
+    and curves (1 MiB) and the GradCAM gallery and confusion matrix (2 MiB)."""
+    copies = 3 + (1 if tracked else 0)
+    return copies * checkpoint_bytes(trainer) + 2**20 + (2 * 2**20 if explained else 0)
 
 
 def _load_resume(cfg: DictConfig, run_dir: Path) -> tuple[Path, dict] | None:
