@@ -80,6 +80,15 @@ FULL = Scale(seeds=5, width=1.0, epochs=None, baseline_epochs=20, bare_epochs=10
              test_subset=None, batch_size=None, eval_batch_size=None)
 TINY = Scale(seeds=2, width=0.125, epochs=2, baseline_epochs=2, bare_epochs=2, sweep_trials=2, train_subset=None,
              test_subset=None, batch_size=8, eval_batch_size=32)
+# --tiny on a big image tree (the whole JPEG copy, say) keeps at most this many train / test images.
+TINY_IMAGES = (512, 256)
+
+
+def tiny_on(root: Path, scale: Scale) -> Scale:
+    """`scale` with subsets that keep a --tiny run CPU-sized whatever the data's size."""
+    counts = [sum(1 for p in (root / split).rglob("*") if p.is_file()) for split in ("train", "test")]
+    train, test = (cap if count > cap else None for count, cap in zip(counts, TINY_IMAGES))
+    return Scale(**{**scale.__dict__, "train_subset": train, "test_subset": test})
 
 
 def sync(device: torch.device) -> None:
@@ -526,6 +535,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown part(s) {', '.join(unknown)}; allowed: {', '.join(PARTS)}")
     if not args.data.exists():
         parser.error(f"--data {args.data} does not exist (pass the image-folder root or cifar10-jpeg.tar.gz)")
+    if not args.tiny and not torch.cuda.is_available():
+        print("error: the full benchmark needs a CUDA GPU and none is visible; --tiny runs every part at CPU size", file=sys.stderr)
+        raise SystemExit(2)
     scale = TINY if args.tiny else FULL
     if args.seeds is not None:
         if args.seeds < 1:
@@ -535,6 +547,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cifar_speed_") as scratch:
         work = Path(scratch)
         root = image_folder(args.data, work / "data")
+        if args.tiny:
+            scale = tiny_on(root, scale)
         parts: dict[str, Any] = {}
         runners: dict[str, Callable[[], dict[str, Any]]] = {
             "speedrun": lambda: run_speedrun(root, scale),

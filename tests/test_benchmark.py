@@ -71,3 +71,18 @@ def test_table_splits_a_gpu_epoch_into_kernels_gaps_and_host():
     text = cifar_speed.table(result)
     assert "| profile: one epoch | - | kernels 0.300 + gaps 0.100 (75% busy, 12000 kernels, 284 TFLOP/s); host in ops 0.250, Python 0.150 | 0.400 |" in text
     assert text.startswith("NVIDIA H100 80GB HBM3, torch 2.11.0")
+
+
+def test_tiny_keeps_a_big_image_tree_cpu_sized(tmp_path):
+    big = write_image_folder(tmp_path / "big", train_per_class=200, test_per_class=100)
+    small = write_image_folder(tmp_path / "small", train_per_class=24, test_per_class=8)
+    assert (cifar_speed.tiny_on(big, cifar_speed.TINY).train_subset, cifar_speed.tiny_on(big, cifar_speed.TINY).test_subset) == (512, 256)
+    assert cifar_speed.tiny_on(small, cifar_speed.TINY).train_subset is None
+
+
+@pytest.mark.skipif(cifar_speed.torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_full_benchmark_is_refused_in_one_line_without_cuda(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cifar_speed.main(["--data", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == "error: the full benchmark needs a CUDA GPU and none is visible; --tiny runs every part at CPU size\n"
