@@ -15,10 +15,11 @@ from typing import Any, Callable
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab import CONF_DIR
 from resnet_lab.config import ConfigError
+from resnet_lab.config.groups_help import groups_help
 from resnet_lab.config.targets import TRUSTED_TARGETS
 from resnet_lab.messages import one_line
 
@@ -37,6 +38,7 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     _register_plugins()
+    OmegaConf.register_resolver("resnet_lab_groups", groups_help, replace=True)
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, execution_whitelist=TRUSTED_TARGETS)
     def app(cfg: DictConfig) -> Any:

@@ -26,3 +26,10 @@ def test_hydras_rerun_flags_name_the_reproduce_command(flags, tmp_path):
     result = run(["-m", "resnet_lab.train", *flags], tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "python -m resnet_lab.reproduce runs/a" in result.stderr and "--config-dir" in result.stderr
+
+
+def test_help_lists_the_groups_a_user_chooses_from_with_what_each_sets(tmp_path):
+    result = run(["-m", "resnet_lab.train", "--help"], tmp_path)
+    assert result.returncode == 0 and "schema/" not in result.stdout
+    assert "optimizer: adam, adamw, sgd\n    the optimizer and its decay" in result.stdout
+    assert "experiment: default, seed_replica, speedrun" in result.stdout and "trainer:\n" in result.stdout
