@@ -96,16 +96,6 @@ def test_readme_journal_workers_started_together_never_share_a_trial_folder(tmp_
     assert sorted(reported) == [t.number for t in sorted(trials, key=lambda t: t.number)], "each worker reports the trials it ran"
 
 
-def test_two_workers_on_one_machine_share_a_journal_file_study(tmp_path):
-    """JournalStorage is what the README recommends for concurrent workers on one machine (two
-    workers on one new SQLite file were seen to mix up a trial's parameters)."""
-    storage = f"journal:///{tmp_path / 'study.log'}"
-    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
-    run_together([worker(tmp_path, storage, f"w{i}", seed=i) for i in range(2)], tmp_path)
-    trials = check_trials_against_study(storage, "shared", 6, wandb=False)
-    assert {Path(t.user_attrs["run_dir"]).parent.name for t in trials} == {"w0", "w1"}, "both workers ran trials"
-
-
 def _postgres_bin() -> Path | None:
     found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
     return Path(found).resolve().parent if found else None

@@ -164,7 +164,7 @@ def fill(disk: Path) -> Path:
 
 def test_a_full_disk_names_the_file_and_the_resume_command_that_finishes_the_run(small_disk, tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
-    args = ["data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=12"]
+    args = ["data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=6"]
     run_dir = small_disk / "run"
     process = start(tmp_path, args, str(run_dir))
     wait_for(run_dir / "checkpoints" / "last.pt", process)
@@ -178,7 +178,7 @@ def test_a_full_disk_names_the_file_and_the_resume_command_that_finishes_the_run
     ballast.unlink()
     resumed = subprocess.run([sys.executable, "-m", *command.split()[2:]], cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 12
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 6
 
 
 def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp_path):
