@@ -33,7 +33,7 @@ class CheckedRayLauncher(RayLauncher):
 
 def check_placeable(remote: dict[str, Any], nodes: list[dict[str, float]]) -> None:
     """Raise unless one node alone holds everything one job asks for."""
-    wanted = {_RESOURCE_OF.get(key, key): float(value) for key, value in remote.items() if key in _RESOURCE_OF and value}
+    wanted = {_RESOURCE_OF[key]: float(value) for key, value in remote.items() if key in _RESOURCE_OF and value}
     wanted |= {name: float(amount) for name, amount in (remote.get("resources") or {}).items()}
     if any(all(node.get(name, 0.0) >= amount for name, amount in wanted.items()) for node in nodes):
         return
