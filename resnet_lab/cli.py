@@ -8,6 +8,7 @@ still gets Hydra's full traceback.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,7 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
             return task(cfg)
         except ConfigError as error:
             if HydraConfig.get().mode == RunMode.RUN and not wants_traceback:
+                _discard_untouched_run_dir()
                 raise _ReportedInRun() from error
             raise
 
@@ -67,6 +69,21 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         hint = "" if isinstance(error, ConfigError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
         print(f"error: {one_line(error)}{hint}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _discard_untouched_run_dir() -> None:
+    """A refused run leaves nothing behind. Hydra makes the run folder (its .hydra/ and log)
+    before the task starts; when the refusal came before anything else was written there, the
+    folder goes again, with any parents it left empty (outputs/<date>/)."""
+    hydra_cfg = HydraConfig.get()
+    run_dir, stop = Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.runtime.cwd)
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {".hydra", f"{hydra_cfg.job.name}.log"}:
+        return
+    shutil.rmtree(run_dir)
+    for parent in run_dir.parents:
+        if parent == stop or not parent.is_relative_to(stop) or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def _unsupported_rerun(args: list[str]) -> str | None:

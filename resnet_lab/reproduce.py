@@ -69,6 +69,7 @@ def _option_from_yaml(group: str, node: dict) -> list[str]:
     found = []
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
         option = OmegaConf.to_container(OmegaConf.load(path))
+        option = option.get(group, option)  # options packaged at _global_ (optimizer) nest their group
         keys = [k for k in ("_target_", "format", "kind", "enabled") if k in option and k in node]
         if keys and all(str(option[k]) == str(node[k]) for k in keys):
             found.append(path.stem)
@@ -94,6 +95,13 @@ def _leaves(prefix: str, node: Any) -> list[str]:
             return [f"{prefix}={{}}"]
         return [item for key, value in node.items() for item in _leaves(f"{prefix}.{key}", value)]
     return [f"{prefix}={_quote(node)}"]
+
+
+def without_regrouped(overrides: list[str], extra: list[str]) -> list[str]:
+    """The saved overrides minus every value of a group that `extra` switches to another option
+    (e.g. logger=none): that option's own YAML then supplies the group's values."""
+    regrouped = {o.split("=", 1)[0] for o in extra if o.split("=", 1)[0] in GROUPS}
+    return [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] not in regrouped]
 
 
 def overrides_for(config: dict, choices: dict[str, str] | None) -> list[str]:
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     location, extra = Path(args[0]).expanduser().resolve(), args[1:]
     try:
         config, choices, source = load_saved_config(location)
-        overrides = overrides_for(config, choices)
+        overrides = without_regrouped(overrides_for(config, choices), extra)
     except ConfigError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)

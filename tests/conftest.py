@@ -8,9 +8,11 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
@@ -41,6 +43,23 @@ TINY = [
 def compose_config(overrides: list[str] = ()) -> DictConfig:
     with initialize_config_dir(str(CONF_DIR)):
         return compose("train", overrides=list(overrides))
+
+
+def augmentation(option: str, *settings: str) -> Any:
+    """The typed augmentation config of `option` (its YAML holds every default), with
+    `key=value` settings of augmentation.<key>."""
+    from resnet_lab.config import validate
+
+    return validate(compose_config([f"augmentation={option}", *(f"augmentation.{s}" for s in settings)]))["augmentation"]
+
+
+def configured_model(*settings: str) -> torch.nn.Module:
+    """A model built from its YAML option (the one home of its defaults): `model=<option>` picks
+    it, `key=value` sets model.<key>."""
+    from resnet_lab.config.targets import build
+
+    cfg = compose_config([s if s.startswith("model=") else f"model.{s}" for s in settings])
+    return build(cfg.model, num_classes=cfg.model.num_classes or 10)
 
 
 def class_images(label: int, count: int, seed: int, size: int = 32) -> np.ndarray:

@@ -1,7 +1,7 @@
 import torch
+from conftest import augmentation
 
 from resnet_lab.augment import Cutout, HorizontalFlip, RandomCrop, build_augment
-from resnet_lab.config.schema import AugmentationConfig
 
 
 def batch(n: int = 16) -> torch.Tensor:
@@ -14,7 +14,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def test_shapes_are_kept():
     x = batch()
-    augment = build_augment(AugmentationConfig(crop_padding=4, flip_p=0.5, cutout_size=8, cutout_p=1.0))
+    augment = build_augment(augmentation("cutout"))
     assert augment(x, gen()).shape == x.shape
 
 
@@ -67,11 +67,11 @@ def test_cutout_zeroes_exactly_the_square_around_its_centre():
 
 
 def test_same_seed_same_batch_different_seed_different_batch():
-    augment = build_augment(AugmentationConfig(crop_padding=4, flip_p=0.5, cutout_size=8, cutout_p=0.5))
+    augment = build_augment(augmentation("cutout", "cutout_p=0.5"))
     x = batch()
     assert torch.equal(augment(x, gen(1)), augment(x, gen(1)))
     assert not torch.equal(augment(x, gen(1)), augment(x, gen(2)))
 
 
 def test_none_builds_nothing():
-    assert build_augment(AugmentationConfig()) is None
+    assert build_augment(augmentation("none")) is None

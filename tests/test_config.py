@@ -20,7 +20,8 @@ OPTIONS = [(group, option) for group, options in SCHEMAS.items() for option in o
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_validates_and_builds(group, option, image_root):
-    overrides = [*TINY, f"{group}={option}"]
+    # resnet18 has no width multiplier (torchvision fixes its widths): it runs at full width.
+    overrides = [o for o in TINY if not (option == "resnet18" and o.startswith("model.width_multiplier"))] + [f"{group}={option}"]
     if group != "data" or option == "image_folder":
         overrides += ["data=image_folder", f"data.root={image_root}"]
     cfg = compose_config(overrides)

@@ -40,6 +40,16 @@ def test_missing_cifar_batches_name_root_and_the_alternative(tmp_path):
     assert f"data.root={tmp_path}" in message and "data=image_folder" in message and "\n" not in message
 
 
+@pytest.mark.parametrize("data", [["data=cifar10", "data.download=false"], ["data=image_folder"]])
+def test_a_run_refused_for_its_data_leaves_nothing_behind(data, tmp_path):
+    from conftest import TINY, run_cli
+
+    tracked = [o for o in TINY if not o.startswith("logger=")] + ["logger=wandb"]
+    result = run_cli("resnet_lab.train", *data, "data.root=nowhere", *tracked, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nowhere" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == [], "no outputs/, no W&B run"
+
+
 def test_image_folder_reads_classes_labels_and_pixels(tmp_path):
     root = write_image_folder(tmp_path / "im", train_per_class=5, test_per_class=2)
     splits = load_splits(data_config(["data=image_folder", f"data.root={root}"]), root)
@@ -169,11 +179,11 @@ def test_ranks_together_see_exactly_the_batches_of_one_process():
     """Under ddp each rank takes its rows of every batch; the randomness is drawn for the whole
     batch, so the shards put together are the one-process batch, augmentation included."""
     from resnet_lab.augment import build_augment
-    from resnet_lab.config.schema import AugmentationConfig
+    from conftest import augmentation
 
     images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(50)
-    augment = build_augment(AugmentationConfig(crop_padding=2, flip_p=0.5, cutout_size=3, cutout_p=0.5))
+    augment = build_augment(augmentation("cutout", "crop_padding=2", "cutout_size=3", "cutout_p=0.5"))
     options = dict(mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), batch_size=10, shuffle=True, seed=3, augment=augment)
     whole = list(DeviceLoader(images, labels, **options))
     shards = [list(DeviceLoader(images, labels, rank=r, world=2, **options)) for r in range(2)]

@@ -70,6 +70,8 @@ def check_trials_against_study(storage: str, study: str, n_trials: int, wandb: b
             logged = read_offline_run(runs[0])
             assert logged.config["scheduler"]["max_lr"] == pytest.approx(trial.params["scheduler.max_lr"])
             assert logged.summary["final_eval_acc"] == pytest.approx(json.loads((run_dir / "summary.json").read_text())["final"]["eval_acc"])
+            shown = run_dir.parent / "wandb" / runs[0].name
+            assert shown.is_symlink() and shown.resolve() == runs[0].resolve(), "the sweep's wandb/ shows every trial's run (wandb leet)"
     return trials
 
 

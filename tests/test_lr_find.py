@@ -99,6 +99,7 @@ def test_max_lr_auto_reads_a_given_lr_finder_json(image_root, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["max_lr"] == 0.0123 and summary["max_lr_source"] == str(given)
     assert summary["final"]["lr"] == pytest.approx(0.0123)
+    assert json.loads((tmp_path / "run" / "lr_finder.json").read_text()) == json.loads(given.read_text()), "the run folder holds the test it used"
 
 
 def test_max_lr_auto_runs_the_range_test_first(image_root, tmp_path):

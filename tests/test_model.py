@@ -1,8 +1,9 @@
 import pytest
 import torch
+from conftest import configured_model
 from torch import nn
 
-from resnet_lab.models import CustomResNet, custom_resnet
+from resnet_lab.models import CustomResNet
 from resnet_lab.summary import format_rows, layer_table
 
 # The seed's published summary: (layer, output shape, parameters).
@@ -25,14 +26,14 @@ SEED_TABLE = [
 
 
 def test_layer_table_matches_the_seed_summary():
-    _, rows, total = layer_table(custom_resnet())
+    _, rows, total = layer_table(configured_model())
     assert [(r.name, r.output_shape, r.params) for r in rows] == SEED_TABLE
     assert total == 6_573_130
     assert "Total params: 6,573,130" in format_rows(rows, total)
 
 
 def test_width_multiplier_shrinks_every_stage():
-    model = custom_resnet(width_multiplier=0.125)
+    model = configured_model("width_multiplier=0.125")
     _, rows, total = layer_table(model)
     assert rows[0].output_shape == (8, 32, 32) and rows[-2].output_shape == (64, 1, 1)
     assert total < 6_573_130 / 50
@@ -40,14 +41,14 @@ def test_width_multiplier_shrinks_every_stage():
 
 def test_head_options():
     x = torch.randn(2, 3, 32, 32)
-    plain = custom_resnet(width_multiplier=0.125, num_classes=7).eval()
+    plain = configured_model("width_multiplier=0.125", "num_classes=7", "logit_scale=null").eval()
     assert plain(x).shape == (2, 7)
-    scaled = custom_resnet(width_multiplier=0.125, num_classes=7, logit_scale=0.125).eval()
+    scaled = configured_model("width_multiplier=0.125", "num_classes=7", "logit_scale=0.125").eval()
     scaled.load_state_dict(plain.state_dict())
     torch.testing.assert_close(scaled(x), plain(x) * 0.125)
-    maxpool = custom_resnet(width_multiplier=0.125, head_pool="max")
+    maxpool = configured_model("width_multiplier=0.125", "head_pool=max")
     assert isinstance(maxpool.pool, nn.MaxPool2d)
-    with_dropout = custom_resnet(width_multiplier=0.125, dropout=0.5)
+    with_dropout = configured_model("width_multiplier=0.125", "dropout=0.5")
     assert any(isinstance(m, nn.Dropout) for m in with_dropout.modules())
     assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
 
@@ -58,5 +59,5 @@ def test_summary_cli_prints_the_table(tmp_path):
     result = run_cli("resnet_lab.summary", "model.width_multiplier=0.5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "ResidualBlock-31" in result.stdout and "Linear-33" in result.stdout
-    expected = sum(p.numel() for p in CustomResNet(width_multiplier=0.5).parameters())
+    expected = sum(p.numel() for p in CustomResNet(num_classes=10, width_multiplier=0.5).parameters())
     assert f"Total params: {expected:,}" in result.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
+from conftest import REPO, TINY, compose_config, configured_model, run_cli, write_image_folder
 
 from resnet_lab.train.checkpoint import load_checkpoint
 from resnet_lab.train.run import run_training
@@ -40,10 +40,8 @@ def test_tiny_training_learns_the_synthetic_classes(tmp_path):
 
 
 def _model_of(run_dir: Path) -> torch.nn.Module:
-    from resnet_lab.models import custom_resnet
-
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    model = custom_resnet(num_classes=3, width_multiplier=0.125)
+    model = configured_model("num_classes=3", "width_multiplier=0.125")
     model.load_state_dict(state["trainer"]["model"])
     return model
 

@@ -3,11 +3,15 @@
 Each YAML option in conf/ names its schema first in its defaults list, so Hydra rejects unknown
 keys and wrong types while composing; `validate` then checks ranges and cross-key rules on the
 composed config, before anything is built. Both kinds of failure surface as one line (cli.py).
+
+The schemas state types and rules, never values: every default lives in the YAML option a user
+reads (conf/<group>/<option>.yaml), so a field here is MISSING and the option must set it
+(tests/test_defaults.py holds both to that).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, List, Optional, Union
 
@@ -16,8 +20,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from resnet_lab.config.errors import ConfigError, require
 
-CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
-CIFAR10_STD = [0.2470, 0.2435, 0.2616]
 
 
 class HeadPool(str, Enum):
@@ -108,20 +110,15 @@ def _non_negative(key: str, value: float) -> None:
 
 @dataclass
 class ModelConfig:
-    _target_: str = "resnet_lab.models.custom_resnet"
-    width_multiplier: float = 1.0
-    dropout: float = 0.0
-    head_pool: HeadPool = HeadPool.avg
-    num_classes: Optional[int] = None
-    logit_scale: Optional[float] = None
-    bn_momentum: float = 0.1
-    bn_scale_trainable: bool = True
+    """What every model option has: the experiments set logit_scale and bn_momentum on any model."""
+
+    _target_: str = MISSING
+    num_classes: Optional[int] = MISSING
+    logit_scale: Optional[float] = MISSING
+    bn_momentum: float = MISSING
 
     def check(self, key: str) -> None:
         require(0.0 < self.bn_momentum <= 1.0, f"{key}.bn_momentum", self.bn_momentum, "a value in (0, 1]")
-        # 16x the base widths is already a 1.7-billion-parameter net; beyond that is a typo.
-        require(0 < self.width_multiplier <= 16, f"{key}.width_multiplier", self.width_multiplier, "a number in (0, 16]")
-        require(0.0 <= self.dropout < 1.0, f"{key}.dropout", self.dropout, "a value in [0, 1)")
         if self.num_classes is not None:
             require(self.num_classes >= 2, f"{key}.num_classes", self.num_classes, "null (from the data) or an integer >= 2")
         if self.logit_scale is not None:
@@ -129,21 +126,39 @@ class ModelConfig:
 
 
 @dataclass
+class CustomResNetConfig(ModelConfig):
+    width_multiplier: float = MISSING
+    dropout: float = MISSING
+    head_pool: HeadPool = MISSING
+    bn_scale_trainable: bool = MISSING
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        # 16x the base widths is already a 1.7-billion-parameter net; beyond that is a typo.
+        require(0 < self.width_multiplier <= 16, f"{key}.width_multiplier", self.width_multiplier, "a number in (0, 16]")
+        require(0.0 <= self.dropout < 1.0, f"{key}.dropout", self.dropout, "a value in [0, 1)")
+
+
+@dataclass
+class ResNet18Config(ModelConfig):
+    zero_init_residual: bool = MISSING
+
+
+@dataclass
 class DataConfig:
     format: DataFormat = MISSING
     root: str = MISSING
-    download: bool = False
-    image_size: int = 32
-    batch_size: int = 512
-    eval_batch_size: int = 1024
-    drop_last: bool = True
-    train_subset: Optional[int] = None
-    test_subset: Optional[int] = None
-    val_fraction: float = 0.0
-    split_seed: int = 0
-    mean: List[float] = field(default_factory=lambda: list(CIFAR10_MEAN))
-    std: List[float] = field(default_factory=lambda: list(CIFAR10_STD))
-    cache_dir: Optional[str] = None
+    image_size: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    drop_last: bool = MISSING
+    train_subset: Optional[int] = MISSING
+    test_subset: Optional[int] = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    mean: List[float] = MISSING
+    std: List[float] = MISSING
+    cache_dir: Optional[str] = MISSING
 
     def check(self, key: str) -> None:
         require(8 <= self.image_size <= 512, f"{key}.image_size", self.image_size, "an integer in [8, 512]")
@@ -156,18 +171,21 @@ class DataConfig:
         require(0.0 <= self.val_fraction < 1.0, f"{key}.val_fraction", self.val_fraction, "a fraction in [0, 1); 0 evaluates on the test set")
         require(len(self.mean) == 3, f"{key}.mean", self.mean, "three per-channel values")
         require(len(self.std) == 3 and all(s > 0 for s in self.std), f"{key}.std", self.std, "three per-channel values > 0")
-        if self.download:
-            require(self.format == DataFormat.cifar10, f"{key}.download", self.download, "true only with data=cifar10")
+
+
+@dataclass
+class Cifar10DataConfig(DataConfig):
+    download: bool = MISSING
 
 
 @dataclass
 class AugmentationConfig:
-    crop_padding: int = 0
-    padding_mode: PadMode = PadMode.reflect
-    flip_p: float = 0.0
-    cutout_size: int = 0
-    cutout_p: float = 0.0
-    alternate_flip: bool = False
+    crop_padding: int = MISSING
+    padding_mode: PadMode = MISSING
+    flip_p: float = MISSING
+    cutout_size: int = MISSING
+    cutout_p: float = MISSING
+    alternate_flip: bool = MISSING
 
     def check(self, key: str) -> None:
         if self.alternate_flip:
@@ -182,10 +200,10 @@ class AugmentationConfig:
 class OptimizerConfig:
     _target_: str = MISSING
     _partial_: bool = True
-    weight_decay: float = 0.0
-    decay_norm_and_bias: bool = True
-    implementation: OptimizerImplementation = OptimizerImplementation.auto
-    norm_bias_lr_scale: float = 1.0
+    weight_decay: float = MISSING
+    decay_norm_and_bias: bool = MISSING
+    implementation: OptimizerImplementation = MISSING
+    norm_bias_lr_scale: float = MISSING
 
     def check(self, key: str) -> None:
         _non_negative(f"{key}.weight_decay", self.weight_decay)
@@ -194,10 +212,9 @@ class OptimizerConfig:
 
 @dataclass
 class SGDConfig(OptimizerConfig):
-    _target_: str = "torch.optim.SGD"
-    momentum: float = 0.9
-    nesterov: bool = True
-    decoupled: bool = False
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    decoupled: bool = MISSING
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -208,9 +225,8 @@ class SGDConfig(OptimizerConfig):
 
 @dataclass
 class AdamConfig(OptimizerConfig):
-    _target_: str = "torch.optim.Adam"
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    betas: List[float] = MISSING
+    eps: float = MISSING
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -225,7 +241,7 @@ AUTO = "auto"
 class SchedulerConfig:
     _target_: str = MISSING
     _partial_: bool = True
-    max_lr: Union[float, int, str] = 0.1
+    max_lr: Union[float, int, str] = MISSING
 
     def check(self, key: str) -> None:
         if isinstance(self.max_lr, str):
@@ -236,12 +252,11 @@ class SchedulerConfig:
 
 @dataclass
 class OneCycleConfig(SchedulerConfig):
-    _target_: str = "resnet_lab.optim.schedulers.one_cycle"
-    pct_start: float = 0.25
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    anneal_strategy: AnnealStrategy = AnnealStrategy.cos
-    three_phase: bool = False
+    pct_start: float = MISSING
+    div_factor: float = MISSING
+    final_div_factor: float = MISSING
+    anneal_strategy: AnnealStrategy = MISSING
+    three_phase: bool = MISSING
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -252,9 +267,8 @@ class OneCycleConfig(SchedulerConfig):
 
 @dataclass
 class CosineConfig(SchedulerConfig):
-    _target_: str = "resnet_lab.optim.schedulers.cosine"
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0
+    warmup_epochs: float = MISSING
+    min_lr: float = MISSING
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -264,9 +278,8 @@ class CosineConfig(SchedulerConfig):
 
 @dataclass
 class StepConfig(SchedulerConfig):
-    _target_: str = "resnet_lab.optim.schedulers.step"
-    step_epochs: int = 10
-    gamma: float = 0.1
+    step_epochs: int = MISSING
+    gamma: float = MISSING
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -276,29 +289,29 @@ class StepConfig(SchedulerConfig):
 
 @dataclass
 class ConstantConfig(SchedulerConfig):
-    _target_: str = "resnet_lab.optim.schedulers.constant"
+    """max_lr throughout."""
 
 
 @dataclass
 class TrainerConfig:
-    device: Device = Device.auto
-    epochs: int = 24
-    precision: Precision = Precision.auto
-    channels_last: bool = True
-    label_smoothing: float = 0.0
-    grad_clip: Optional[float] = None
-    seed: int = 0
-    deterministic: bool = False
-    resume: bool = False
-    resume_fallback_best: bool = False
-    progress: bool = True
-    strategy: Strategy = Strategy.single
-    compile: CompileMode = CompileMode.auto
-    tta: TTAMode = TTAMode.none
-    eval_every: int = 1
-    ema_decay: Optional[float] = None
-    ema_every: int = 5
-    ema_lookahead: bool = False
+    device: Device = MISSING
+    epochs: int = MISSING
+    precision: Precision = MISSING
+    channels_last: bool = MISSING
+    label_smoothing: float = MISSING
+    grad_clip: Optional[float] = MISSING
+    seed: int = MISSING
+    deterministic: bool = MISSING
+    resume: bool = MISSING
+    resume_fallback_best: bool = MISSING
+    progress: bool = MISSING
+    strategy: Strategy = MISSING
+    compile: CompileMode = MISSING
+    tta: TTAMode = MISSING
+    eval_every: int = MISSING
+    ema_decay: Optional[float] = MISSING
+    ema_every: int = MISSING
+    ema_lookahead: bool = MISSING
 
     def check(self, key: str) -> None:
         if self.ema_lookahead:
@@ -326,17 +339,17 @@ class Suggestion(str, Enum):
 
 @dataclass
 class LRFinderConfig:
-    start_lr: float = 1e-7
-    end_lr: float = 10.0
-    num_iter: int = 100
-    step_mode: StepMode = StepMode.exp
-    smoothing: float = 0.05
-    diverge_threshold: float = 5.0
-    use_val_loss: bool = False
-    skip_start: int = 10
-    skip_end: int = 5
-    suggestion: Suggestion = Suggestion.valley
-    file: Optional[str] = None
+    start_lr: float = MISSING
+    end_lr: float = MISSING
+    num_iter: int = MISSING
+    step_mode: StepMode = MISSING
+    smoothing: float = MISSING
+    diverge_threshold: float = MISSING
+    use_val_loss: bool = MISSING
+    skip_start: int = MISSING
+    skip_end: int = MISSING
+    suggestion: Suggestion = MISSING
+    file: Optional[str] = MISSING
 
     def check(self, key: str) -> None:
         _positive(f"{key}.start_lr", self.start_lr)
@@ -351,13 +364,13 @@ class LRFinderConfig:
 
 @dataclass
 class HParamsSearchConfig:
-    max_lr_bounds: Optional[List[float]] = None
-    lr_finder_json: Optional[str] = None
-    lr_low_factor: float = 10.0
-    lr_high_factor: float = 3.0
-    weight_decay_low: float = 1e-5
-    weight_decay_high: float = 1e-3
-    grid_points: int = 3
+    max_lr_bounds: Optional[List[float]] = MISSING
+    lr_finder_json: Optional[str] = MISSING
+    lr_low_factor: float = MISSING
+    lr_high_factor: float = MISSING
+    weight_decay_low: float = MISSING
+    weight_decay_high: float = MISSING
+    grid_points: int = MISSING
 
     def check(self, key: str) -> None:
         require(self.grid_points >= 2, f"{key}.grid_points", self.grid_points, "an integer >= 2")
@@ -380,11 +393,18 @@ WANDB_MODES = ("offline", "online", "disabled", "shared")
 
 @dataclass
 class LoggerConfig:
-    kind: LoggerKind = LoggerKind.none
-    mode: str = "offline"
-    project: str = "resnet_lab"
-    entity: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
+    kind: LoggerKind = MISSING
+
+    def check(self, key: str) -> None:
+        pass
+
+
+@dataclass
+class WandbConfig(LoggerConfig):
+    mode: str = MISSING
+    project: str = MISSING
+    entity: Optional[str] = MISSING
+    tags: List[str] = MISSING
 
     def check(self, key: str) -> None:
         require(self.mode in WANDB_MODES, f"{key}.mode", self.mode, f"one of {', '.join(WANDB_MODES)}")
@@ -393,11 +413,18 @@ class LoggerConfig:
 
 @dataclass
 class ExplainConfig:
-    enabled: bool = True
-    n_images: int = 22
-    select: GallerySelect = GallerySelect.per_class
-    target_layer: str = "layer3.1"
-    columns: int = 4
+    enabled: bool = MISSING
+
+    def check(self, key: str) -> None:
+        pass
+
+
+@dataclass
+class GradCAMConfig(ExplainConfig):
+    n_images: int = MISSING
+    select: GallerySelect = MISSING
+    target_layer: Optional[str] = MISSING
+    columns: int = MISSING
 
     def check(self, key: str) -> None:
         require(self.n_images >= 1, f"{key}.n_images", self.n_images, "an integer >= 1")
@@ -405,15 +432,15 @@ class ExplainConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"custom_resnet": ModelConfig},
-    "data": {"cifar10": DataConfig, "image_folder": DataConfig},
+    "model": {"custom_resnet": CustomResNetConfig, "resnet18": ResNet18Config},
+    "data": {"cifar10": Cifar10DataConfig, "image_folder": DataConfig},
     "augmentation": {"none": AugmentationConfig, "crop_flip": AugmentationConfig, "cutout": AugmentationConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamConfig},
     "scheduler": {"onecycle": OneCycleConfig, "cosine": CosineConfig, "step": StepConfig, "constant": ConstantConfig},
     "trainer": {"default": TrainerConfig},
     "lr_finder": {"default": LRFinderConfig},
-    "logger": {"wandb": LoggerConfig, "none": LoggerConfig},
-    "explain": {"gradcam": ExplainConfig, "none": ExplainConfig},
+    "logger": {"wandb": WandbConfig, "none": LoggerConfig},
+    "explain": {"gradcam": GradCAMConfig, "none": ExplainConfig},
 }
 
 GROUPS = tuple(SCHEMAS)

@@ -78,6 +78,15 @@ def resident_splits(cfg: DataConfig, root: Path, device: torch.device) -> Splits
     return _resident[key]
 
 
+def ensure_readable(cfg: DataConfig, root: Path) -> None:
+    """Find (or, for cifar10 with download=true, fetch) the data before a run creates anything:
+    a run refused for its data leaves no W&B run and no outputs behind."""
+    if cfg.format == DataFormat.cifar10:
+        cifar10.ensure_available(root, cfg.download)
+    else:
+        image_folder.list_classes(root)
+
+
 def _subset(order: torch.Tensor, size: int | None, key: str) -> torch.Tensor:
     if size is None:
         return order.sort().values

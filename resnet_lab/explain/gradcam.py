@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from resnet_lab.config.errors import ConfigError
-from resnet_lab.config.schema import ExplainConfig, GallerySelect
+from resnet_lab.config.schema import GradCAMConfig, GallerySelect
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.files import atomic_write, write_json
 
@@ -49,6 +49,15 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
             module.train(modes[name])
         for name, p in model.named_parameters():
             p.requires_grad_(grads[name])
+
+
+def target_layer_name(model: nn.Module, name: str | None) -> str:
+    """`name`, or (None) the layer the model's class names as its GradCAM layer: the layer
+    follows the model, so model=... needs no explain.target_layer."""
+    chosen = name or getattr(model, "gradcam_layer", None)
+    if chosen is None:
+        raise ConfigError(f"explain.target_layer=null, but {type(model).__name__} names no GradCAM layer; set explain.target_layer to one of its modules")
+    return chosen
 
 
 def target_layer(model: nn.Module, name: str) -> nn.Module:
@@ -103,7 +112,7 @@ def select_mistakes(predicted: torch.Tensor, confidence: torch.Tensor, true: tor
 
 
 def explain_misclassified(
-    model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: ExplainConfig, out_dir: Path
+    model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: GradCAMConfig, out_dir: Path
 ) -> list[GalleryCell]:
     """Writes misclassified_gradcam.png, misclassified.json and confusion_matrix.png."""
     # grad-cam brings torchvision and scikit-learn (about 4 s of imports): loaded only here, so
@@ -112,6 +121,7 @@ def explain_misclassified(
     from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    layer = target_layer_name(model, cfg.target_layer)
     with preserved_state(model):
         predicted, confidence, true = predictions(model, loader)
         wrong = select_mistakes(predicted, confidence, true, cfg.n_images, GallerySelect(cfg.select))
@@ -121,7 +131,7 @@ def explain_misclassified(
             normalised = (images - loader.mean) * loader.inv_std
             for p in model.parameters():
                 p.requires_grad_(True)
-            with torch.autocast(loader.device.type, enabled=False), GradCAM(model=model, target_layers=[target_layer(model, cfg.target_layer)]) as cam:
+            with torch.autocast(loader.device.type, enabled=False), GradCAM(model=model, target_layers=[target_layer(model, layer)]) as cam:
                 maps = cam(input_tensor=normalised.contiguous(), targets=[ClassifierOutputTarget(int(predicted[i])) for i in wrong])
             pixels = images.permute(0, 2, 3, 1).cpu().numpy() / 255.0
             for k, i in enumerate(wrong):
@@ -135,7 +145,7 @@ def explain_misclassified(
         {
             "n_misclassified": int((predicted != true).sum()),
             "n_evaluated": len(true),
-            "target_layer": cfg.target_layer,
+            "target_layer": layer,
             "images": [{"index": c.index, "true": c.true, "predicted": c.predicted, "confidence": c.confidence} for c in cells],
         },
     )

@@ -45,9 +45,11 @@ class ResidualBlock(nn.Module):
 class CustomResNet(nn.Module):
     """prep 64 -> 128 + residual -> 256 -> 512 + residual -> pool -> linear."""
 
+    gradcam_layer = "layer3.1"  # the last residual block (4x4 maps): explain.target_layer=null uses it
+
     def __init__(
         self,
-        num_classes: int = 10,
+        num_classes: int,
         width_multiplier: float = 1.0,
         dropout: float = 0.0,
         head_pool: str = "avg",
@@ -88,15 +90,15 @@ class CustomResNet(nn.Module):
 
 
 def custom_resnet(
-    num_classes: int | None = 10,
-    width_multiplier: float = 1.0,
-    dropout: float = 0.0,
-    head_pool: str = "avg",
-    logit_scale: float | None = None,
-    bn_momentum: float = 0.1,
-    bn_scale_trainable: bool = True,
+    num_classes: int | None,
+    width_multiplier: float,
+    dropout: float,
+    head_pool: str,
+    logit_scale: float | None,
+    bn_momentum: float,
+    bn_scale_trainable: bool,
 ) -> CustomResNet:
-    """Factory named by conf/model/custom_resnet.yaml; `num_classes=None` means 10."""
+    """Factory named by conf/model/custom_resnet.yaml (which holds every default); `num_classes=None` means 10."""
     return CustomResNet(
         num_classes=10 if num_classes is None else num_classes,
         width_multiplier=width_multiplier,

@@ -8,6 +8,8 @@ reliably below the divergence point; sweeps and `max_lr=auto` use it by default.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -141,7 +143,8 @@ def range_test(
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    _, steepest = finder.plot(skip_start=cfg.skip_start, skip_end=cfg.skip_end, log_lr=True, suggest_lr=True, ax=axis)
+    with contextlib.redirect_stdout(io.StringIO()):  # torch-lr-finder prints its own pick; our log line says which one is used
+        _, steepest = finder.plot(skip_start=cfg.skip_start, skip_end=cfg.skip_end, log_lr=True, suggest_lr=True, ax=axis)
     plt.close(figure)
     window = slice(cfg.skip_start, len(lrs) - cfg.skip_end)
     return RangeTestResult(

@@ -21,11 +21,11 @@ def one_cycle(
     steps_per_epoch: int,
     epochs: int,
     max_lr: float,
-    pct_start: float = 0.25,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-    anneal_strategy: str = "cos",
-    three_phase: bool = False,
+    pct_start: float,
+    div_factor: float,
+    final_div_factor: float,
+    anneal_strategy: str,
+    three_phase: bool,
 ) -> LRScheduler:
     total_steps = steps_per_epoch * epochs
     if pct_start * total_steps < 2 or (1 - pct_start) * total_steps < 2:
@@ -46,7 +46,7 @@ def one_cycle(
 
 
 def cosine(
-    optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, warmup_epochs: float = 0.0, min_lr: float = 0.0
+    optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, warmup_epochs: float, min_lr: float
 ) -> LRScheduler:
     total = steps_per_epoch * epochs
     warmup = round(warmup_epochs * steps_per_epoch)
@@ -62,7 +62,7 @@ def cosine(
     return LambdaLR(optimizer, factor)
 
 
-def step(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, step_epochs: int = 10, gamma: float = 0.1) -> LRScheduler:
+def step(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, step_epochs: int, gamma: float) -> LRScheduler:
     _set_lr(optimizer, max_lr)
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=gamma)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -120,6 +121,14 @@ class Tracker:
             log.warning("W&B run did not finish cleanly (%s: %s); local files are complete", type(error).__name__, error)
         self.run = None
 
+    @_guarded
+    def link_into(self, folder: Path) -> None:
+        """A link to this run's W&B folder inside `folder`: a sweep's jobs each keep their run in
+        <job>/wandb/, and <sweep dir>/wandb/ shows them all at once to `wandb leet` and `wandb sync`."""
+        run_folder = Path(self.run.dir).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / run_folder.name).symlink_to(os.path.relpath(run_folder, folder), target_is_directory=True)
+
     def _abandon(self) -> None:
         run, self.run = self.run, None
         try:
@@ -142,4 +151,7 @@ def build_tracker(cfg: LoggerConfig, run_dir: Path, config: dict, job_type: str)
         config = {**config, "overrides": [mask_secrets(o) for o in hydra_cfg.overrides.task]}
     except ValueError:
         pass
-    return Tracker.start(cfg, run_dir, config, job_type, name, group)
+    tracker = Tracker.start(cfg, run_dir, config, job_type, name, group)
+    if group is not None:
+        tracker.link_into(Path(group) / "wandb")
+    return tracker

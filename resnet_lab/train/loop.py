@@ -132,6 +132,8 @@ class Trainer:
         self.show_progress = show_progress
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.history: list[EpochMetrics] = []
+        # Called after every training step; empty unless a caller adds one (the CPU estimate).
+        self.step_hooks: list[Callable[[], None]] = []
         self.stop_signal = 0  # set by a signal handler: finish the step in flight, then stop
         self.resume_progress: EpochProgress | None = None
         self.interrupted_progress: EpochProgress | None = None
@@ -178,6 +180,8 @@ class Trainer:
             self.scheduler.step()
             if self.ema is not None and (index + 1) % self.ema.every == 0:
                 self.ema.update()
+            for hook in self.step_hooks:
+                hook()
             loss = loss.detach().float()
             progress.loss_sum += loss * labels.shape[0]
             progress.correct += (logits.argmax(1) == labels).sum()

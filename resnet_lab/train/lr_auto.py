@@ -3,6 +3,8 @@ range test on the very model and data the run is about to train."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 
 from hydra.utils import to_absolute_path
@@ -13,6 +15,8 @@ from resnet_lab.config.schema import AUTO, Strategy
 from resnet_lab.optim.lr_range import RangeTestResult, range_test, read_suggestion, save_result
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.components import Components, build_components
+
+log = logging.getLogger(__name__)
 
 
 def run_range_test(cfg: DictConfig, out_dir: Path, parts: Components | None = None) -> RangeTestResult:
@@ -34,8 +38,16 @@ def resolve_max_lr(cfg: DictConfig, parts: Components, run_dir: Path) -> tuple[f
     if cfg.scheduler.max_lr != AUTO:
         return float(cfg.scheduler.max_lr), "config"
     if cfg.lr_finder.file:
-        path = to_absolute_path(str(cfg.lr_finder.file))
-        key = "suggestion" if cfg.lr_finder.suggestion is None else str(getattr(cfg.lr_finder.suggestion, "value", cfg.lr_finder.suggestion))
-        return read_suggestion(path, key), path
+        path = Path(to_absolute_path(str(cfg.lr_finder.file)))
+        key = str(getattr(cfg.lr_finder.suggestion, "value", cfg.lr_finder.suggestion))
+        max_lr = read_suggestion(path, key)
+        # The run folder holds the range test it used, as when the run ran the test itself.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("lr_finder.json", "lr_finder.png"):
+            source = path.with_name(name) if name.endswith(".png") else path
+            if source.is_file() and source.resolve() != (run_dir / name).resolve():
+                shutil.copy2(source, run_dir / name)
+        log.info("scheduler.max_lr=auto: the %s suggestion %.3g of %s (lr_finder.suggestion picks valley or steepest)", key, max_lr, path)
+        return max_lr, str(path)
     result = run_range_test(cfg, run_dir, parts)
     return result.suggestion, str(run_dir / "lr_finder.json")

@@ -18,6 +18,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab.config import ConfigError, validate
+from resnet_lab.data.datasets import ensure_readable
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.files import check_writable, write_json
 from resnet_lab.optim.optimizers import build_optimizer
@@ -25,6 +26,7 @@ from resnet_lab.optim.schedulers import build_scheduler
 from resnet_lab.track import Tracker, build_tracker
 from resnet_lab.train.checkpoint import BEST, LAST, UnsafeCheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
+from resnet_lab.train.cpu_estimate import CpuEstimate
 from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import git_commit
 from resnet_lab.train.loop import EpochMetrics, Trainer, TrainingInterrupted
@@ -75,6 +77,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
     main = world().is_main
     # A refused resume must leave nothing behind: the checkpoint is checked before W&B starts.
     resume = _load_resume(cfg, run_dir)
+    ensure_readable(typed["data"], Path(to_absolute_path(cfg.data.root)))
     tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
     try:
@@ -118,6 +121,8 @@ def _train(
         trainer.load_state_dict(state["trainer"])
         log.info("resumed from %s after epoch %d", path, state["epoch"])
         resumed_from = str(path)
+    if main and trainer.device.type == "cpu":
+        trainer.step_hooks.append(CpuEstimate((cfg.trainer.epochs - len(trainer.history)) * len(trainer.train_loader)))
     best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:

@@ -1,0 +1,39 @@
+"""On a machine without CUDA the default recipe takes hours, which a user should learn in the
+first minute, not the last: after a few timed steps, one line gives the whole run's estimate and
+the recipe that is sized for a CPU."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+QUICK_RECIPE = "experiment=quick (sized for a CPU: README, Data)"
+
+
+def duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+class CpuEstimate:
+    """A step hook of the trainer: times steps `skip`+1 .. `skip`+`timed` (the first steps pay
+    for allocation and kernel selection) and logs the estimate once. CPU only, where timing a
+    step costs no device sync."""
+
+    def __init__(self, total_steps: int, skip: int = 2, timed: int = 5) -> None:
+        self.total_steps, self.skip, self.timed = total_steps, skip, timed
+        self.steps = 0
+        self.started = 0.0
+
+    def __call__(self) -> None:
+        self.steps += 1
+        if self.steps == self.skip:
+            self.started = time.perf_counter()
+        elif self.steps == self.skip + self.timed:
+            per_step = (time.perf_counter() - self.started) / self.timed
+            log.warning(
+                "no CUDA: training on the CPU at %.2f s per step; the whole run (%d steps) takes about %s. %s",
+                per_step, self.total_steps, duration(per_step * self.total_steps), QUICK_RECIPE,
+            )
