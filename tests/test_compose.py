@@ -40,6 +40,7 @@ def expected_values(choice: dict[str, str]) -> dict[str, Any]:
         {f"scheduler.{k}": v for k, v in leaves(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "scheduler" / f"{choice['scheduler']}.yaml"))).items()},
         file_values("optimizer", choice["optimizer"]),
         file_values("experiment", choice["experiment"]),
+        file_values("experiment_model", f"{choice['experiment']}_{choice['model']}"),
         file_values("experiment_optimizer", f"{choice['experiment']}_{choice['optimizer']}"),
         file_values("experiment_scheduler", f"{choice['experiment']}_{choice['scheduler']}"),
         COMMAND_LINE,
@@ -53,7 +54,7 @@ def expected_values(choice: dict[str, str]) -> dict[str, Any]:
 @pytest.mark.parametrize("experiment", OPTIONS["experiment"])
 @pytest.mark.parametrize("model", OPTIONS["model"])
 def test_the_product_of_all_options_composes_validates_and_keeps_the_precedence(experiment, model):
-    """One experiment x model per test (so the two test processes share the 432 compositions)."""
+    """One experiment x model per test (so the two test processes share the 576 compositions)."""
     rest = [OPTIONS[g] for g in CHOSEN[2:]]
     combos = [dict(zip(CHOSEN, (experiment, model, *values))) for values in itertools.product(*rest)]
     failures = []
@@ -76,7 +77,7 @@ def test_the_product_of_all_options_composes_validates_and_keeps_the_precedence(
 
 
 def test_the_product_covers_every_option():
-    assert [len(OPTIONS[g]) for g in CHOSEN] == [3, 2, 3, 4, 3, 2]
+    assert [len(OPTIONS[g]) for g in CHOSEN] == [4, 2, 3, 4, 3, 2]
 
 
 def test_an_experiments_values_for_other_optimizers_stay_out():

@@ -33,4 +33,4 @@ def test_help_lists_the_groups_a_user_chooses_from_with_what_each_sets(tmp_path)
     assert result.returncode == 0 and "schema/" not in result.stdout
     assert "optimizer: adam, adamw, sgd\n    the optimizer: its decay" in result.stdout
     assert "experiment_optimizer" not in result.stdout, "specialisations are not a choice of their own"
-    assert "experiment: default, seed_replica, speedrun" in result.stdout and "trainer:\n" in result.stdout
+    assert "experiment: default, quick, seed_replica, speedrun" in result.stdout and "trainer:\n" in result.stdout

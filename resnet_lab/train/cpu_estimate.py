@@ -9,7 +9,8 @@ import time
 
 log = logging.getLogger(__name__)
 
-QUICK_RECIPE = "experiment=quick (sized for a CPU: README, Data)"
+QUICK_RECIPE = "experiment=quick is sized for a CPU (README, Data)"
+LONG_S = 20 * 60  # beyond this, name the quick recipe
 
 
 def duration(seconds: float) -> str:
@@ -33,7 +34,8 @@ class CpuEstimate:
             self.started = time.perf_counter()
         elif self.steps == self.skip + self.timed:
             per_step = (time.perf_counter() - self.started) / self.timed
+            total = per_step * self.total_steps
             log.warning(
-                "no CUDA: training on the CPU at %.2f s per step; the whole run (%d steps) takes about %s. %s",
-                per_step, self.total_steps, duration(per_step * self.total_steps), QUICK_RECIPE,
+                "no CUDA: training on the CPU at %.2f s per step; the whole run (%d steps) takes about %s%s",
+                per_step, self.total_steps, duration(total), f". {QUICK_RECIPE}" if total > LONG_S else "",
             )
