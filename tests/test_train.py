@@ -62,6 +62,8 @@ def test_cli_run_directory_holds_every_output(image_root, tmp_path):
     checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["trainer"]["epochs"] == 2
     assert {"model", "optimizer", "scheduler", "train_loader", "torch_rng"} <= set(checkpoint["trainer"])
+    estimate = next(line for line in (run / "train.log").read_text().splitlines() if "training on the CPU at" in line)
+    assert ("no CUDA" if not torch.cuda.is_available() else "trainer.device=cpu") in estimate and "the whole run (18 steps) takes about" in estimate
 
 
 @pytest.mark.slow

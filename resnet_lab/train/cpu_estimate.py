@@ -23,8 +23,8 @@ class CpuEstimate:
     for allocation and kernel selection) and logs the estimate once. CPU only, where timing a
     step costs no device sync."""
 
-    def __init__(self, total_steps: int, skip: int = 2, timed: int = 5) -> None:
-        self.total_steps, self.skip, self.timed = total_steps, skip, timed
+    def __init__(self, total_steps: int, why: str, skip: int = 2, timed: int = 5) -> None:
+        self.total_steps, self.why, self.skip, self.timed = total_steps, why, skip, timed
         self.steps = 0
         self.started = 0.0
 
@@ -36,6 +36,6 @@ class CpuEstimate:
             per_step = (time.perf_counter() - self.started) / self.timed
             total = per_step * self.total_steps
             log.warning(
-                "no CUDA: training on the CPU at %.2f s per step; the whole run (%d steps) takes about %s%s",
-                per_step, self.total_steps, duration(total), f". {QUICK_RECIPE}" if total > LONG_S else "",
+                "%s: training on the CPU at %.2f s per step; the whole run (%d steps) takes about %s%s",
+                self.why, per_step, self.total_steps, duration(total), f". {QUICK_RECIPE}" if total > LONG_S else "",
             )

@@ -122,7 +122,8 @@ def _train(
         log.info("resumed from %s after epoch %d", path, state["epoch"])
         resumed_from = str(path)
     if main and trainer.device.type == "cpu":
-        trainer.step_hooks.append(CpuEstimate((cfg.trainer.epochs - len(trainer.history)) * len(trainer.train_loader)))
+        why = "trainer.device=cpu" if torch.cuda.is_available() else "no CUDA"
+        trainer.step_hooks.append(CpuEstimate((cfg.trainer.epochs - len(trainer.history)) * len(trainer.train_loader), why))
     best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
