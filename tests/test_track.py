@@ -15,7 +15,7 @@ from conftest import TINY, compose_config, run_cli, write_image_folder
 from resnet_lab.config import validate
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.track.offline_run import read_offline_run
-from resnet_lab.train.run import build_trainer
+from resnet_lab.train.run import build_trainer, run_training
 
 # A barely trained net (tiny LR, one epoch) gets most of the 3-class test set wrong: a gallery.
 UNTRAINED = ["scheduler.max_lr=0.0001", "trainer.epochs=1"]
@@ -102,9 +102,9 @@ def test_unknown_target_layer_is_named(image_root, tmp_path):
     from resnet_lab.config import ConfigError
 
     cfg = compose_config([*tiny_args(image_root), "explain=gradcam", "explain.target_layer=layer9"])
-    trainer, classes, _ = build_trainer(cfg)
     with pytest.raises(ConfigError, match="layer9.*layer3.1"):
-        explain_misclassified(trainer.model, trainer.eval_loader, classes, validate(cfg)["explain"], tmp_path)
+        run_training(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.csv").exists(), "refused before the first epoch"
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.data.datasets import ensure_readable
 from resnet_lab.explain import explain_misclassified
+from resnet_lab.explain.gradcam import target_layer, target_layer_name
 from resnet_lab.files import check_writable, write_json
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.schedulers import build_scheduler
@@ -113,6 +114,8 @@ def _train(
     max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
     trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
+    if typed["explain"].enabled:  # a wrong GradCAM layer is refused before training, not after it
+        target_layer(trainer.model, target_layer_name(trainer.model, typed["explain"].target_layer))
     if main:
         check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=typed["explain"].enabled))
     resumed_from = None
