@@ -89,15 +89,14 @@ def test_an_experiments_values_for_other_optimizers_stay_out():
     assert cfg.trainer.epochs == 10 and cfg.scheduler.pct_start == 0.2, "speedrun's own values and its one-cycle shape stay"
 
 
-LEARNERS = [["optimizer=sgd"], ["optimizer=adam"], ["optimizer=adamw"], ["model=resnet18"], ["experiment=seed_replica", "optimizer=adamw"]]
+LEARNERS = [["optimizer=sgd"], ["optimizer=adam"], ["optimizer=adamw"], ["experiment=seed_replica", "optimizer=adamw"]]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("choice", LEARNERS, ids=[" ".join(c) for c in LEARNERS])
-def test_each_optimizer_and_model_learns_at_its_own_values(choice, image_root):
+def test_each_optimizer_learns_at_its_own_values(choice, image_root):
     """No LR or decay given: each runs at what its option (and the experiment) brings."""
-    tiny = [o for o in TINY if not ("model=resnet18" in choice and o.startswith("model.width_multiplier"))]
-    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *tiny, *choice, "trainer.epochs=3"])
+    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, *choice, "trainer.epochs=3"])
     trainer, _, _ = build_trainer(cfg)
     history = trainer.fit(3)
     assert history[-1].eval_acc >= 0.8, f"{choice}: {[round(m.eval_acc, 3) for m in history]} (chance is 1/3)"

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import REPO, TINY, compose_config, run_cli, write_image_folder
+from conftest import BARE_ENV, REPO, TINY, compose_config, run_cli, write_image_folder
 
 from resnet_lab.config import ConfigError
 from resnet_lab.files import check_writable
@@ -43,7 +43,7 @@ def workspace(tmp_path_factory):
 def start(root: Path, args: list[str], run_dir: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "resnet_lab.train", *args, f"hydra.run.dir={run_dir}"],
-        cwd=root, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=root, env=BARE_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -68,7 +68,7 @@ def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metr
     command = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: ") :]
     assert "trainer.resume=true" in command and f"hydra.run.dir={root / name}" in command
     resumed = subprocess.run(
-        [sys.executable, *command.split()[1:]], cwd=root, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+        [sys.executable, *command.split()[1:]], cwd=root, env=BARE_ENV, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     assert metrics(root / name) == reference
@@ -176,7 +176,7 @@ def test_a_full_disk_names_the_file_and_the_resume_command_that_finishes_the_run
     command = line.split("resume with: ", 1)[1]
     assert command.endswith(f"trainer.resume=true hydra.run.dir={run_dir}")
     ballast.unlink()
-    resumed = subprocess.run([sys.executable, "-m", *command.split()[2:]], cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-m", *command.split()[2:]], cwd=tmp_path, env=BARE_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 6
 
@@ -187,7 +187,7 @@ def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp
         sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY,
         "trainer.epochs=4", "hparams_search.max_lr_bounds=[0.01,0.1]", "hydra.sweeper.n_trials=3", "hydra.sweeper.storage=sqlite:///study.db",
     ]
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    env = BARE_ENV
     process = subprocess.Popen([*command, "hydra.sweep.dir=first"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(tmp_path / "first" / "1" / "checkpoints" / "last.pt", process)
     process.kill()

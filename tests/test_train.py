@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_config, configured_model, run_cli, write_image_folder
+from conftest import BARE_ENV, REPO, TINY, compose_config, configured_model, run_cli, write_image_folder
 
 from resnet_lab.train.checkpoint import load_checkpoint
 from resnet_lab.train.run import run_training
@@ -74,7 +74,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
     assert full.returncode == 0, full.stderr
 
     command = [sys.executable, "-m", "resnet_lab.train", *args, "hydra.run.dir=killed"]
-    process = subprocess.Popen(command, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=tmp_path, env=BARE_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
     deadline = time.time() + 300
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
