@@ -107,12 +107,19 @@ def without_regrouped(overrides: list[str], extra: list[str]) -> list[str]:
 def overrides_for(config: dict, choices: dict[str, str] | None) -> list[str]:
     chosen = choices or {}
     inferred = infer_choices(config)
-    result = [f"{group}={chosen.get(group, inferred[group])}" for group in GROUPS]
+    options = {group: chosen.get(group, inferred[group]) for group in GROUPS}
+    result = [f"{group}={option}" for group, option in options.items()]
     if "experiment" in chosen:
         result.append(f"experiment={chosen['experiment']}")
     for key, value in config.items():
-        if key not in NOT_REPLAYED:
-            result += _leaves(key, value)
+        if key in NOT_REPLAYED:
+            continue
+        if key in options and isinstance(value, dict):
+            # Runs saved before the options had schemas of their own carry keys their option never
+            # used (data.download with image_folder, logger.mode with none): those are not replayed.
+            known = SCHEMAS[key][options[key]].__dataclass_fields__
+            value = {k: v for k, v in value.items() if k in known}
+        result += _leaves(key, value)
     return result
 
 

@@ -167,3 +167,19 @@ def test_gallery_selection_spreads_confident_mistakes_over_the_true_classes():
     drawn = select_mistakes(predicted, confidence, true, 3, GallerySelect.random)
     assert drawn == select_mistakes(predicted, confidence, true, 3, GallerySelect.random) and set(drawn) <= {0, 1, 3, 4, 5, 6}
     assert len(select_mistakes(predicted, confidence, true, 50, GallerySelect.per_class)) == 6
+
+
+def test_a_run_saved_before_each_option_had_its_own_schema_still_replays():
+    """Older runs saved W&B keys under logger=none, gallery keys under explain=none and
+    data.download under image_folder; reproducing them replays only what today's option knows."""
+    from omegaconf import OmegaConf
+
+    from resnet_lab.reproduce import overrides_for
+
+    saved = OmegaConf.to_container(compose_config(["data=image_folder", "logger=none", "explain=none"]), resolve=True, enum_to_str=True)
+    saved["logger"] |= {"mode": "offline", "project": "resnet_lab", "entity": None, "tags": []}
+    saved["explain"] |= {"n_images": 22, "select": "per_class", "target_layer": "layer3.1", "columns": 4}
+    saved["data"]["download"] = False
+    cfg = compose_config(overrides_for(saved, None))
+    validate(cfg)
+    assert cfg.data.format.value == "image_folder" and set(cfg.logger) == {"kind"} and set(cfg.explain) == {"enabled"}
