@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from resnet_lab.config.errors import ConfigError
-from resnet_lab.config.schema import GradCAMConfig, GallerySelect
+from resnet_lab.config.schema import GallerySelect, GradCAMConfig
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.files import atomic_write, write_json
+from resnet_lab.plotting import pyplot
 
 
 @dataclass
@@ -154,17 +155,8 @@ def explain_misclassified(
     return cells
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_gallery(cells: list[GalleryCell], path: Path, columns: int) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     columns = max(1, min(columns, len(cells)))
     rows = max(1, math.ceil(len(cells) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 1.9 * rows), squeeze=False)
@@ -182,7 +174,7 @@ def _plot_gallery(cells: list[GalleryCell], path: Path, columns: int) -> None:
 
 
 def _plot_confusion(matrix: np.ndarray, classes: list[str], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     size = max(4, 0.6 * len(classes) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")

@@ -24,6 +24,7 @@ from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import LRFinderConfig, StepMode, Suggestion
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.files import write_json
+from resnet_lab.plotting import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,7 @@ def range_test(
             f"the LR range test diverged after {len(lrs)} of {cfg.num_iter} steps, too early to suggest an LR; "
             f"lower lr_finder.start_lr={cfg.start_lr} or lr_finder.skip_start={cfg.skip_start}"
         )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     with contextlib.redirect_stdout(io.StringIO()):  # torch-lr-finder prints its own pick; our log line says which one is used
@@ -160,10 +158,7 @@ def range_test(
 
 def save_result(result: RangeTestResult, out_dir: Path) -> Path:
     """lr_finder.json and lr_finder.png (loss vs LR, log axis, both picks marked)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "lr_finder.json"

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from resnet_lab.config.errors import ConfigError
 from resnet_lab.files import atomic_write, write_json
+from resnet_lab.plotting import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +138,6 @@ def _write_csv(path: Path, trials: list[TrialRecord]) -> None:
         handle.write(buffer.getvalue())
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _legend(axis) -> None:
     if axis.get_legend_handles_labels()[0]:
         axis.legend(loc="best")
@@ -154,12 +146,12 @@ def _legend(axis) -> None:
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return path
 
 
 def _plot_history(report: SweepReport, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     done = sorted(report.complete, key=lambda t: t.number)
     if done:
@@ -179,7 +171,7 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
 
 
 def _plot_lr_wd(report: SweepReport, path: Path) -> Path | None:
-    plt = _pyplot()
+    plt = pyplot()
     done = [t for t in report.complete if LR_KEY in t.params and WD_KEY in t.params]
     figure, axis = plt.subplots(figsize=(7, 4.5))
     if done:
@@ -208,7 +200,7 @@ def _plot_importances(study, numbers: set[int], path: Path) -> Path | None:
     mine = optuna.create_study(direction=study.direction)
     mine.add_trials(complete)
     importances = optuna.importance.get_param_importances(mine)
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 3))
     names = list(importances)[::-1]
     axis.barh(names, [importances[n] for n in names], color="tab:blue")
@@ -220,7 +212,7 @@ def _plot_accuracy_vs_lr(report: SweepReport, path: Path) -> Path | None:
     done = [t for t in report.complete if isinstance(t.params.get(LR_KEY), (int, float))]
     if not done:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     axis.scatter([t.params[LR_KEY] for t in done], [100 * t.value for t in done], s=60)
     for t in done:

@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 from resnet_lab.files import atomic_write
+from resnet_lab.plotting import pyplot
 from resnet_lab.train.loop import EpochMetrics
 
 
@@ -22,10 +23,7 @@ def write_metrics_csv(path: Path, history: list[EpochMetrics]) -> None:
 
 
 def plot_curves(path: Path, history: list[EpochMetrics], eval_name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [m.epoch for m in history]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
