@@ -59,11 +59,13 @@ def test_the_installed_wheel_composes_trains_and_takes_a_users_config_dir(instal
 
     user_conf = tmp_path / "my_conf"
     (user_conf / "experiment").mkdir(parents=True)
-    (user_conf / "experiment" / "mine.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 3\n  label_smoothing: 0.1\n")
+    # A user's recipe for batch 8 (the tiny test size): SGD's own peak LR is meant for batch 512.
+    (user_conf / "experiment" / "mine.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 3\n  label_smoothing: 0.1\nscheduler:\n  max_lr: 0.05\n")
     images = write_image_folder(tmp_path / "images")
     trained = run(installed, "-m", "resnet_lab.train", "--config-dir", str(user_conf), "experiment=mine", "data=image_folder", f"data.root={images}",
                   *TINY, "hydra.run.dir=run", cwd=elsewhere)
     assert trained.returncode == 0, trained.stderr
     result = json.loads((elsewhere / "run" / "summary.json").read_text())
-    assert OmegaConf.load(elsewhere / "run" / ".hydra" / "config.yaml").trainer.label_smoothing == 0.1 and result["epochs"] == 3
+    saved = OmegaConf.load(elsewhere / "run" / ".hydra" / "config.yaml")
+    assert saved.trainer.label_smoothing == 0.1 and saved.scheduler.max_lr == 0.05 and result["epochs"] == 3
     assert result["final"]["eval_acc"] >= 0.6, "learns the synthetic classes (chance is 1/3)"
