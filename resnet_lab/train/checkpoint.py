@@ -9,6 +9,7 @@ member runs nothing). Anything else is refused in one line before any of it is b
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from enum import Enum
@@ -32,8 +33,12 @@ class UnsafeCheckpointError(ConfigError):
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    # Serialised in memory first: a full disk then fails in our own write, as an OSError that
+    # names the file, rather than inside torch's zip writer as an opaque RuntimeError.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_write(path) as handle:
-        torch.save(state, handle)
+        handle.write(buffer.getbuffer())
 
 
 def resolve_checkpoint(location: str | Path) -> Path:

@@ -71,13 +71,20 @@ def process_group(argv: list[str]) -> Iterator[None]:
 
 def _share_start_time(current: World) -> None:
     """Hydra stamps run directories with `${now:...}`, read separately by each rank; rank 0's
-    time, shared through torchrun's store, replaces the clock so every rank gets one directory."""
-    import hydra.core.utils  # noqa: F401  (registers Hydra's own `now`, replaced below)
+    time, shared through torchrun's store, replaces the clock so every rank gets one directory.
+    Hydra 1.4 registers `now` again at every app start (hydra.core.utils.setup_globals), reading
+    that module's `datetime.now()`; so the clock is replaced there, not the resolver."""
+    import hydra.core.utils
     import torch.distributed as dist
-    from omegaconf import OmegaConf
 
     store = dist.distributed_c10d._get_default_store()
     if current.is_main:
         store.set(START_KEY, datetime.now().isoformat())
     started = datetime.fromisoformat(store.get(START_KEY).decode())
-    OmegaConf.register_new_resolver("now", lambda pattern: started.strftime(pattern), use_cache=True, replace=True)
+
+    class StartedClock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return started
+
+    hydra.core.utils.datetime = StartedClock
