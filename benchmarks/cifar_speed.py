@@ -27,6 +27,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -445,6 +446,18 @@ def run_profile(root: Path, scale: Scale) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- report
 
 
+def run_part(runner: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One part's result, or its error: a part that breaks (on a GPU it has never met, say) is
+    reported in the table and the JSON, and the parts after it still run."""
+    start = time.perf_counter()
+    try:
+        result = runner()
+    except Exception as error:  # noqa: BLE001 - recorded, then the next part runs
+        traceback.print_exc()
+        result = {"error": f"{type(error).__name__}: {error}"[:2000]}
+    return {**result, "part_wall_s": time.perf_counter() - start}
+
+
 def machine() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
@@ -514,6 +527,7 @@ def table(result: dict[str, Any]) -> str:
         rows.append(f"| profile: one epoch | - | {device}host in ops {p['host_in_ops_s']:.3f}, Python {p['host_python_s']:.3f} | "
                     f"{p['epoch_wall_s']:.3f} | - |")
     rows += [f"| {name}: skipped ({part['skipped']}) | - | - | - | - |" for name, part in parts.items() if "skipped" in part]
+    rows += [f"| {name}: FAILED ({part['error'][:200]}) | - | - | - | - |" for name, part in parts.items() if "error" in part]
     lines = [f"{result['machine']['gpu'] or 'CPU'}, torch {result['machine']['torch']}, commit {(result['commit'] or '?')[:8]}, {result['date']}", "", *rows, ""]
     for key, verdict in result["targets"].items():
         state = {True: "met", False: "NOT met", None: "not judged" if verdict["value"] is not None else "not measured"}[verdict["met"]]
@@ -558,16 +572,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "sweep": lambda: run_sweep(root, scale, work / "sweeps"),
             "profile": lambda: run_profile(root, scale),
         }
+        result = {"date": date.today().isoformat(), "commit": git_commit(), "machine": machine(), "scale": scale.__dict__,
+                  "data": str(args.data), "parts": parts}
+        gpu = re.sub(r"[^a-z0-9]+", "-", (result["machine"]["gpu"] or "cpu").lower()).strip("-")
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"{result['date']}-{gpu}{'-tiny' if args.tiny else ''}.json"
         for name in parts_wanted:
             print(f"== {name}", flush=True)
-            parts[name] = runners[name]()
-    result = {"date": date.today().isoformat(), "commit": git_commit(), "machine": machine(), "scale": scale.__dict__, "data": str(args.data),
-              "parts": parts}
-    result["targets"] = judge(parts, applicable=torch.cuda.is_available() and not args.tiny)
-    gpu = re.sub(r"[^a-z0-9]+", "-", (result["machine"]["gpu"] or "cpu").lower()).strip("-")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{result['date']}-{gpu}{'-tiny' if args.tiny else ''}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+            parts[name] = run_part(runners[name])
+            # Written after every part: a run cut short by its time limit keeps what it measured.
+            result["targets"] = judge(parts, applicable=torch.cuda.is_available() and not args.tiny)
+            path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     result["table"] = table(result)
     print(result["table"])
     print(f"results: {path}")

@@ -26,12 +26,24 @@ def test_tiny_benchmark_runs_every_part_and_writes_its_json(tmp_path):
     assert 0.3 < parts["bare"]["ratio"] < 3, "the framework and the bare loop do the same work"
     sweep = parts["sweep"]
     assert sweep["trials"] == 2 and len(sweep["trial_wall_s"]) == 2 and sweep["recompiles"] == 0 and sweep["data_reads"] == 1
-    assert parts["airbench"] == {"skipped": "airbench94 runs only on CUDA"}
+    assert parts["airbench"]["skipped"] == "airbench94 runs only on CUDA"
+    assert not [name for name, part in parts.items() if "error" in part]
     profile = parts["profile"]
     assert 0 < profile["host_in_ops_s"] <= profile["epoch_wall_s"] and profile["host_ops"] > 0 and "kernel_s" not in profile
     assert profile["host_in_ops_s"] + profile["host_python_s"] == pytest.approx(profile["epoch_wall_s"])
     assert saved["targets"]["framework_vs_bare"]["value"] == pytest.approx(parts["bare"]["ratio"])
     assert "| speedrun (custom ResNet) (2 seeds) |" in result["table"] and "| profile: one epoch | - | host in ops" in result["table"]
+
+
+def test_a_part_that_breaks_is_recorded_and_shown_as_failed(capsys):
+    def broken() -> dict:
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    part = cifar_speed.run_part(broken)
+    assert part["error"] == "RuntimeError: no kernel image is available for execution on the device" and part["part_wall_s"] >= 0
+    assert "Traceback" in capsys.readouterr().err
+    result = {"parts": {"speedrun": part}, "machine": {"gpu": "G", "torch": "t"}, "commit": None, "date": "d", "targets": {}}
+    assert "| speedrun: FAILED (RuntimeError: no kernel image" in cifar_speed.table(result)
 
 
 def test_covered_seconds_counts_overlapping_intervals_once():
