@@ -68,13 +68,14 @@ class Scale:
     test_subset: int | None
     batch_size: int | None
     eval_batch_size: int | None
+    extra: tuple[str, ...] = ()  # the user's --override settings, last: they win
 
     def overrides(self) -> list[str]:
         pairs = {
             "model.width_multiplier": self.width, "trainer.epochs": self.epochs, "data.train_subset": self.train_subset,
             "data.test_subset": self.test_subset, "data.batch_size": self.batch_size, "data.eval_batch_size": self.eval_batch_size,
         }
-        return [f"{key}={value}" for key, value in pairs.items() if value is not None]
+        return [f"{key}={value}" for key, value in pairs.items() if value is not None] + list(self.extra)
 
 
 FULL = Scale(seeds=5, width=1.0, epochs=None, baseline_epochs=20, bare_epochs=10, sweep_trials=8, train_subset=None,
@@ -542,6 +543,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, help="seeds for speedrun and airbench (default 5; tiny 2)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the results JSON")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized: 1/8-width net, 2 epochs, 2 trials (for tests)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for every framework part, as on the command line (repeatable), "
+                             "e.g. --override trainer.compile=reduce_overhead")
     args = parser.parse_args(argv)
     parts_wanted = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(parts_wanted) - set(PARTS))
@@ -553,6 +557,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("error: the full benchmark needs a CUDA GPU and none is visible; --tiny runs every part at CPU size", file=sys.stderr)
         raise SystemExit(2)
     scale = TINY if args.tiny else FULL
+    if args.override:
+        scale = Scale(**{**scale.__dict__, "extra": tuple(args.override)})
     if args.seeds is not None:
         if args.seeds < 1:
             parser.error(f"--seeds must be >= 1, got {args.seeds}")
