@@ -81,7 +81,7 @@ class Scale:
 FULL = Scale(seeds=5, width=1.0, epochs=None, baseline_epochs=20, bare_epochs=10, sweep_trials=8, train_subset=None,
              test_subset=None, batch_size=None, eval_batch_size=None)
 TINY = Scale(seeds=2, width=0.125, epochs=2, baseline_epochs=2, bare_epochs=2, sweep_trials=2, train_subset=None,
-             test_subset=None, batch_size=8, eval_batch_size=32)
+             test_subset=None, batch_size=8, eval_batch_size=32, extra=("trainer.compile=auto",))  # no compiling on a CPU
 # --tiny on a big image tree (the whole JPEG copy, say) keeps at most this many train / test images.
 TINY_IMAGES = (512, 256)
 
@@ -339,11 +339,14 @@ def run_bare(root: Path, scale: Scale) -> dict[str, Any]:
     dtype = torch.bfloat16 if trainer.precision == "bf16" else None
     smoothing = cfg.trainer.label_smoothing
     steps = len(labels) // batch
+    cuda_graphs = trainer.cuda_graphs
 
     def epoch() -> None:
         model.train()
         order = torch.randperm(len(labels), device=device, generator=generator)
         for step in range(steps):
+            if cuda_graphs:  # a new step: the graphs may overwrite the last step's outputs
+                torch.compiler.cudagraph_mark_step_begin()
             index = order[step * batch : (step + 1) * batch]
             x = (images[index].float() - mean) * inv_std
             if augment is not None:
@@ -558,7 +561,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(2)
     scale = TINY if args.tiny else FULL
     if args.override:
-        scale = Scale(**{**scale.__dict__, "extra": tuple(args.override)})
+        scale = Scale(**{**scale.__dict__, "extra": (*scale.extra, *args.override)})
     if args.seeds is not None:
         if args.seeds < 1:
             parser.error(f"--seeds must be >= 1, got {args.seeds}")
