@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_lab import CONF_DIR
+from resnet_lab.config import validate
 from resnet_lab.data.datasets import READ_MESSAGE
 from resnet_lab.train.environment import git_commit
 
@@ -72,16 +73,41 @@ class Scale:
 
     def overrides(self) -> list[str]:
         pairs = {
-            "model.width_multiplier": self.width, "trainer.epochs": self.epochs, "data.train_subset": self.train_subset,
-            "data.test_subset": self.test_subset, "data.batch_size": self.batch_size, "data.eval_batch_size": self.eval_batch_size,
+            "model.width_multiplier": self.width,
+            "trainer.epochs": self.epochs,
+            "data.train_subset": self.train_subset,
+            "data.test_subset": self.test_subset,
+            "data.batch_size": self.batch_size,
+            "data.eval_batch_size": self.eval_batch_size,
         }
         return [f"{key}={value}" for key, value in pairs.items() if value is not None] + list(self.extra)
 
 
-FULL = Scale(seeds=5, width=1.0, epochs=None, baseline_epochs=20, bare_epochs=10, sweep_trials=8, train_subset=None,
-             test_subset=None, batch_size=None, eval_batch_size=None)
-TINY = Scale(seeds=2, width=0.125, epochs=2, baseline_epochs=2, bare_epochs=2, sweep_trials=2, train_subset=None,
-             test_subset=None, batch_size=8, eval_batch_size=32, extra=("trainer.compile=auto",))  # no compiling on a CPU
+FULL = Scale(
+    seeds=5,
+    width=1.0,
+    epochs=None,
+    baseline_epochs=20,
+    bare_epochs=10,
+    sweep_trials=8,
+    train_subset=None,
+    test_subset=None,
+    batch_size=None,
+    eval_batch_size=None,
+)
+TINY = Scale(
+    seeds=2,
+    width=0.125,
+    epochs=2,
+    baseline_epochs=2,
+    bare_epochs=2,
+    sweep_trials=2,
+    train_subset=None,
+    test_subset=None,
+    batch_size=8,
+    eval_batch_size=32,
+    extra=("trainer.compile=auto",),
+)  # no compiling on a CPU
 # --tiny on a big image tree (the whole JPEG copy, say) keeps at most this many train / test images.
 TINY_IMAGES = (512, 256)
 
@@ -135,26 +161,26 @@ def image_folder(data: Path, work: Path) -> Path:
     return roots[0]
 
 
+def speedrun_settings(root: Path, scale: Scale) -> list[str]:
+    """The overrides every framework part runs with: speedrun on the image folder, untracked."""
+    return ["experiment=speedrun", "data=image_folder", f"data.root={root}", "logger=none", "explain=none", "trainer.progress=false", *scale.overrides()]
+
+
 def compose_run(root: Path, scale: Scale, *extra: str):
     from hydra import compose, initialize_config_dir
 
-    import resnet_lab.config  # noqa: F401  (registers the schemas)
-
-    overrides = ["experiment=speedrun", "data=image_folder", f"data.root={root}", "logger=none", "explain=none",
-                 "trainer.progress=false", *scale.overrides(), *extra]
     with initialize_config_dir(str(CONF_DIR)):
-        return compose("train", overrides=overrides)
+        return compose("train", overrides=[*speedrun_settings(root, scale), *extra])
 
 
 def write_airbench_files(root: Path, scale: Scale, folder: Path) -> Path:
     """airbench reads `cifar10/train.pt` and `cifar10/test.pt` relative to the working directory:
     {'images': N x H x W x C uint8, 'labels': int64, 'classes': names}. Written from the same
     decoded tensors the framework trains on."""
-    from resnet_lab.config import validate
     from resnet_lab.data import load_splits
 
     cfg = compose_run(root, scale)
-    splits = load_splits(validate(cfg)["data"], root)
+    splits = load_splits(validate(cfg).data, root)
     target = folder / "cifar10"
     target.mkdir(parents=True, exist_ok=True)
     for name, images, labels in (("train", splits.train_images, splits.train_labels), ("test", splits.eval_images, splits.eval_labels)):
@@ -173,13 +199,17 @@ def run_speedrun(root: Path, scale: Scale) -> dict[str, Any]:
 
     def one(seed: int, *extra: str) -> tuple[dict[str, Any], Any]:
         cfg = compose_run(root, scale, f"trainer.seed={seed}", *extra)
-        trainer, _, _ = build_trainer(cfg)
+        trainer, _, _ = build_trainer(validate(cfg))
         reset_peak(trainer.device)
         history, seconds = timed(trainer.device, lambda: trainer.fit(cfg.trainer.epochs))
         epochs = [m.epoch_time_s for m in history]
         return {
-            "seed": seed, "accuracy": objective(history), "plain_accuracy": history[-1].eval_acc, "time_s": seconds,
-            "epoch_s": statistics.median(epochs), "peak_memory_gib": peak_memory(trainer.device),
+            "seed": seed,
+            "accuracy": objective(history),
+            "plain_accuracy": history[-1].eval_acc,
+            "time_s": seconds,
+            "epoch_s": statistics.median(epochs),
+            "peak_memory_gib": peak_memory(trainer.device),
         }, trainer
 
     _, warmup_s = timed(torch.device("cpu"), lambda: one(0, "trainer.epochs=2"))
@@ -189,9 +219,13 @@ def run_speedrun(root: Path, scale: Scale) -> dict[str, Any]:
         runs.append(result)
         print(f"speedrun seed {seed}: {100 * result['accuracy']:.2f}% in {result['time_s']:.2f} s", flush=True)
     return {
-        "device": str(trainer.device), "compile_mode": trainer.compile_mode, "warmup_s": warmup_s,
-        "accuracy": mean_std([r["accuracy"] for r in runs]), "time_s": mean_std([r["time_s"] for r in runs]),
-        "epoch_s": statistics.median(r["epoch_s"] for r in runs), "peak_memory_gib": max((r["peak_memory_gib"] or 0) for r in runs) or None,
+        "device": str(trainer.device),
+        "compile_mode": trainer.compile_mode,
+        "warmup_s": warmup_s,
+        "accuracy": mean_std([r["accuracy"] for r in runs]),
+        "time_s": mean_std([r["time_s"] for r in runs]),
+        "epoch_s": statistics.median(r["epoch_s"] for r in runs),
+        "peak_memory_gib": max((r["peak_memory_gib"] or 0) for r in runs) or None,
         "runs": runs,
     }
 
@@ -223,8 +257,11 @@ def run_airbench(work: Path, scale: Scale) -> dict[str, Any]:
     finally:
         os.chdir(previous)
     return {
-        "version": airbench_version(), "accuracy": mean_std([r["accuracy"] for r in runs]), "time_s": mean_std([r["time_s"] for r in runs]),
-        "peak_memory_gib": max(r["peak_memory_gib"] for r in runs), "runs": runs,
+        "version": airbench_version(),
+        "accuracy": mean_std([r["accuracy"] for r in runs]),
+        "time_s": mean_std([r["time_s"] for r in runs]),
+        "peak_memory_gib": max(r["peak_memory_gib"] for r in runs),
+        "runs": runs,
     }
 
 
@@ -269,23 +306,24 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
     accuracy first reaches the seed's 80.63%, or through its epochs."""
     from torchvision import transforms
 
-    from resnet_lab.config import validate
     from resnet_lab.config.targets import build
     from resnet_lab.data import load_splits
     from resnet_lab.optim.optimizers import build_optimizer
     from resnet_lab.optim.schedulers import build_scheduler
 
     cfg = compose_run(root, scale, "experiment=seed_replica", f"trainer.epochs={scale.baseline_epochs}")
-    typed = validate(cfg)
-    splits = load_splits(typed["data"], root)
+    splits = load_splits(validate(cfg).data, root)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     normalise = transforms.Normalize(list(cfg.data.mean), list(cfg.data.std))
-    train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4, padding_mode="reflect"), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise])
+    train_tf = transforms.Compose(
+        [transforms.RandomCrop(32, padding=4, padding_mode="reflect"), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise]
+    )
     test_tf = transforms.Compose([transforms.ToTensor(), normalise])
     workers = min(8, os.cpu_count() or 1)
     loader_options = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    train = torch.utils.data.DataLoader(_InMemoryImages(splits.train_images, splits.train_labels, train_tf), batch_size=cfg.data.batch_size,
-                                        shuffle=True, drop_last=True, **loader_options)
+    train = torch.utils.data.DataLoader(
+        _InMemoryImages(splits.train_images, splits.train_labels, train_tf), batch_size=cfg.data.batch_size, shuffle=True, drop_last=True, **loader_options
+    )
     test = torch.utils.data.DataLoader(_InMemoryImages(splits.eval_images, splits.eval_labels, test_tf), batch_size=cfg.data.eval_batch_size, **loader_options)
     torch.manual_seed(0)
     model = build(cfg.model, num_classes=splits.num_classes).to(device)
@@ -294,6 +332,7 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
     reset_peak(device)
     training_s, reached_at, history = 0.0, None, []
     for epoch in range(1, scale.baseline_epochs + 1):
+
         def train_epoch() -> None:
             model.train()
             for images, labels in train:
@@ -317,8 +356,15 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
         if reached_at is None and accuracy >= SEED_ACCURACY:
             reached_at = {"epoch": epoch, "time_s": training_s}
             break
-    return {"workers": workers, "reached_seed_accuracy": reached_at, "time_s": training_s, "final_accuracy": history[-1]["accuracy"],
-            "epoch_s": statistics.median(h["epoch_s"] for h in history), "peak_memory_gib": peak_memory(device), "history": history}
+    return {
+        "workers": workers,
+        "reached_seed_accuracy": reached_at,
+        "time_s": training_s,
+        "final_accuracy": history[-1]["accuracy"],
+        "epoch_s": statistics.median(h["epoch_s"] for h in history),
+        "peak_memory_gib": peak_memory(device),
+        "history": history,
+    }
 
 
 def run_bare(root: Path, scale: Scale) -> dict[str, Any]:
@@ -327,11 +373,11 @@ def run_bare(root: Path, scale: Scale) -> dict[str, Any]:
     from resnet_lab.train.run import build_trainer
 
     cfg = compose_run(root, scale, f"trainer.epochs={scale.bare_epochs}")
-    framework, _, _ = build_trainer(cfg)
+    framework, _, _ = build_trainer(validate(cfg))
     framework.fit(scale.bare_epochs)
     framework_epoch_s = statistics.median(m.epoch_time_s for m in framework.history[1:] or framework.history)
 
-    trainer, _, _ = build_trainer(cfg)  # fresh weights, optimizer and schedule: only its parts are used
+    trainer, _, _ = build_trainer(validate(cfg))  # fresh weights, optimizer and schedule: only its parts are used
     model, optimizer, scheduler, loader = trainer.train_model, trainer.optimizer, trainer.scheduler, trainer.train_loader
     images, labels, device = loader.images, loader.labels, loader.device
     mean, inv_std, augment, generator, batch = loader.mean, loader.inv_std, loader.augment, loader.generator, loader.batch_size
@@ -362,17 +408,19 @@ def run_bare(root: Path, scale: Scale) -> dict[str, Any]:
     reset_peak(device)
     times = [timed(device, epoch)[1] for _ in range(scale.bare_epochs)]
     bare_epoch_s = statistics.median(times[1:] or times)
-    return {"bare_epoch_s": bare_epoch_s, "framework_epoch_s": framework_epoch_s, "ratio": framework_epoch_s / bare_epoch_s,
-            "peak_memory_gib": peak_memory(device)}
+    return {
+        "bare_epoch_s": bare_epoch_s,
+        "framework_epoch_s": framework_epoch_s,
+        "ratio": framework_epoch_s / bare_epoch_s,
+        "peak_memory_gib": peak_memory(device),
+    }
 
 
 def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
     """`python -m resnet_lab.train -m hparams_search=optuna experiment=speedrun` with n trials
     in one process, against the same command for one trial; recompiles counted from TORCH_LOGS,
     data reads from the job log."""
-    base = [sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "experiment=speedrun", "data=image_folder",
-            f"data.root={root}", "logger=none", "explain=none", "trainer.progress=false", "hparams_search.max_lr_bounds=[0.2,0.8]",
-            *scale.overrides()]
+    base = [sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "hparams_search.max_lr_bounds=[0.2,0.8]", *speedrun_settings(root, scale)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "TORCH_LOGS": "recompiles"}
 
     def sweep(trials: int, name: str) -> tuple[float, str, Path]:
@@ -389,10 +437,14 @@ def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
     total_s, log, folder = sweep(scale.sweep_trials, "many")
     trial_times = [json.loads(p.read_text())["wall_time_s"] for p in sorted(folder.glob("*/summary.json"))]
     return {
-        "trials": scale.sweep_trials, "total_s": total_s, "one_trial_s": one_s, "ratio": total_s / (scale.sweep_trials * one_s),
+        "trials": scale.sweep_trials,
+        "total_s": total_s,
+        "one_trial_s": one_s,
+        "ratio": total_s / (scale.sweep_trials * one_s),
         # The first trial compiles training and evaluation (a grad-mode recompile): what the
         # other trials add on top of one trial alone is what matters.
-        "trial_wall_s": trial_times, "recompiles": log.count("Recompiling function") - one_log.count("Recompiling function"),
+        "trial_wall_s": trial_times,
+        "recompiles": log.count("Recompiling function") - one_log.count("Recompiling function"),
         "data_reads": log.count(READ_MESSAGE.split("%s")[0]),  # 1: every later trial reuses the first one's device tensors
         "ratio_to_steady_trials": total_s / (scale.sweep_trials * statistics.median(trial_times[1:] or trial_times)),
     }
@@ -420,7 +472,7 @@ def run_profile(root: Path, scale: Scale) -> dict[str, Any]:
     from resnet_lab.train.run import build_trainer
 
     cfg = compose_run(root, scale, "trainer.epochs=2")
-    trainer, _, _ = build_trainer(cfg)
+    trainer, _, _ = build_trainer(validate(cfg))
     trainer.train_epoch(1, 2)
     cuda = trainer.device.type == "cuda"
     with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as prof:
@@ -430,9 +482,13 @@ def run_profile(root: Path, scale: Scale) -> dict[str, Any]:
     host_ops = [e for e in events if e.device_type == DeviceType.CPU and not e.is_async and e.cpu_parent is None]
     in_ops = covered_seconds([(e.time_range.start, e.time_range.end) for e in host_ops])
     result: dict[str, Any] = {
-        "epoch_wall_s": wall, "host_in_ops_s": in_ops, "host_python_s": max(0.0, wall - in_ops), "host_ops": len(host_ops),
-        "achieved_tflops": (FLOP_PER_TRAIN_EPOCH * len(trainer.train_loader) * trainer.train_loader.batch_size / 50_000 / wall / 1e12
-                            if scale.width == 1.0 else None),  # the FLOP count is the full-width net's
+        "epoch_wall_s": wall,
+        "host_in_ops_s": in_ops,
+        "host_python_s": max(0.0, wall - in_ops),
+        "host_ops": len(host_ops),
+        "achieved_tflops": (
+            FLOP_PER_TRAIN_EPOCH * len(trainer.train_loader) * trainer.train_loader.batch_size / 50_000 / wall / 1e12 if scale.width == 1.0 else None
+        ),  # the FLOP count is the full-width net's
     }
     if cuda and not kernels:
         raise RuntimeError("torch.profiler recorded no CUDA kernels for a CUDA epoch; cannot split kernel time from gaps")
@@ -440,7 +496,10 @@ def run_profile(root: Path, scale: Scale) -> dict[str, Any]:
         busy = covered_seconds([(e.time_range.start, e.time_range.end) for e in kernels])
         top = sorted(prof.key_averages(), key=lambda e: e.self_device_time_total, reverse=True)[:10]
         result |= {
-            "kernel_s": busy, "gap_s": max(0.0, wall - busy), "gpu_busy": busy / wall, "kernels": len(kernels),
+            "kernel_s": busy,
+            "gap_s": max(0.0, wall - busy),
+            "gpu_busy": busy / wall,
+            "kernels": len(kernels),
             "mean_gap_us": 1e6 * max(0.0, wall - busy) / max(1, len(kernels)),
             "top_kernels": [{"name": e.key[:80], "s": e.self_device_time_total / 1e6} for e in top],
         }
@@ -465,8 +524,11 @@ def run_part(runner: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
-        "gpu": torch.cuda.get_device_name(0) if cuda else None, "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
-        "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
     }
 
 
@@ -490,7 +552,9 @@ def judge(parts: dict[str, Any], applicable: bool) -> dict[str, Any]:
         verdicts[key] = {"value": value, "target": limit, "met": met}
     if "accuracy" in speed and "accuracy" in air:
         verdicts["speedrun_reaches_airbench_accuracy"] = {
-            "value": speed["accuracy"]["mean"], "target": air["accuracy"]["mean"], "met": speed["accuracy"]["mean"] >= air["accuracy"]["mean"] if applicable else None,
+            "value": speed["accuracy"]["mean"],
+            "target": air["accuracy"]["mean"],
+            "met": speed["accuracy"]["mean"] >= air["accuracy"]["mean"] if applicable else None,
         }
     return verdicts
 
@@ -504,8 +568,10 @@ def table(result: dict[str, Any]) -> str:
 
     def seeded(label: str, part: dict[str, Any], extra_time: str, epoch: str) -> str:
         accuracy = part["accuracy"]
-        return (f"| {label} ({accuracy['n']} seeds) | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f}% | "
-                f"{part['time_s']['mean']:.2f}{extra_time} | {epoch} | {fmt(part['peak_memory_gib'])} |")
+        return (
+            f"| {label} ({accuracy['n']} seeds) | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f}% | "
+            f"{part['time_s']['mean']:.2f}{extra_time} | {epoch} | {fmt(part['peak_memory_gib'])} |"
+        )
 
     if "runs" in parts.get("speedrun", {}):
         s = parts["speedrun"]
@@ -519,20 +585,32 @@ def table(result: dict[str, Any]) -> str:
         rows.append(f"| seed-style baseline (DataLoader, fp32) | {note} | {b['time_s']:.1f} | {b['epoch_s']:.2f} | {fmt(b['peak_memory_gib'])} |")
     if "ratio" in parts.get("bare", {}):
         b = parts["bare"]
-        rows.append(f"| bare loop vs framework | - | - | {b['bare_epoch_s']:.3f} vs {b['framework_epoch_s']:.3f} (x{b['ratio']:.3f}) | {fmt(b['peak_memory_gib'])} |")
+        rows.append(
+            f"| bare loop vs framework | - | - | {b['bare_epoch_s']:.3f} vs {b['framework_epoch_s']:.3f} (x{b['ratio']:.3f}) | {fmt(b['peak_memory_gib'])} |"
+        )
     if "ratio" in parts.get("sweep", {}):
         w = parts["sweep"]
-        rows.append(f"| sweep, {w['trials']} trials in one process | - | {w['total_s']:.1f} vs {w['trials']} x {w['one_trial_s']:.1f} "
-                    f"(x{w['ratio']:.2f}; {w['recompiles']} recompiles, {w['data_reads']} data read) | - | - |")
+        rows.append(
+            f"| sweep, {w['trials']} trials in one process | - | {w['total_s']:.1f} vs {w['trials']} x {w['one_trial_s']:.1f} "
+            f"(x{w['ratio']:.2f}; {w['recompiles']} recompiles, {w['data_reads']} data read) | - | - |"
+        )
     if "epoch_wall_s" in parts.get("profile", {}):
         p = parts["profile"]
-        device = (f"kernels {p['kernel_s']:.3f} + gaps {p['gap_s']:.3f} ({100 * p['gpu_busy']:.0f}% busy, {p['kernels']} kernels, "
-                  f"{fmt(p['achieved_tflops'], '.0f')} TFLOP/s); " if "kernel_s" in p else "")
-        rows.append(f"| profile: one epoch | - | {device}host in ops {p['host_in_ops_s']:.3f}, Python {p['host_python_s']:.3f} | "
-                    f"{p['epoch_wall_s']:.3f} | - |")
+        device = (
+            f"kernels {p['kernel_s']:.3f} + gaps {p['gap_s']:.3f} ({100 * p['gpu_busy']:.0f}% busy, {p['kernels']} kernels, "
+            f"{fmt(p['achieved_tflops'], '.0f')} TFLOP/s); "
+            if "kernel_s" in p
+            else ""
+        )
+        rows.append(f"| profile: one epoch | - | {device}host in ops {p['host_in_ops_s']:.3f}, Python {p['host_python_s']:.3f} | {p['epoch_wall_s']:.3f} | - |")
     rows += [f"| {name}: skipped ({part['skipped']}) | - | - | - | - |" for name, part in parts.items() if "skipped" in part]
     rows += [f"| {name}: FAILED ({part['error'][:200]}) | - | - | - | - |" for name, part in parts.items() if "error" in part]
-    lines = [f"{result['machine']['gpu'] or 'CPU'}, torch {result['machine']['torch']}, commit {(result['commit'] or '?')[:8]}, {result['date']}", "", *rows, ""]
+    lines = [
+        f"{result['machine']['gpu'] or 'CPU'}, torch {result['machine']['torch']}, commit {(result['commit'] or '?')[:8]}, {result['date']}",
+        "",
+        *rows,
+        "",
+    ]
     for key, verdict in result["targets"].items():
         state = {True: "met", False: "NOT met", None: "not judged" if verdict["value"] is not None else "not measured"}[verdict["met"]]
         lines.append(f"- {key}: {fmt(verdict['value'], '.3f')} (target {verdict['target']:.4g}): {state}")
@@ -546,9 +624,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, help="seeds for speedrun and airbench (default 5; tiny 2)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the results JSON")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized: 1/8-width net, 2 epochs, 2 trials (for tests)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="a training setting for every framework part, as on the command line (repeatable), "
-                             "e.g. --override trainer.compile=reduce_overhead")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting for every framework part, as on the command line (repeatable), e.g. --override trainer.compile=reduce_overhead",
+    )
     args = parser.parse_args(argv)
     parts_wanted = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(parts_wanted) - set(PARTS))
@@ -581,8 +663,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "sweep": lambda: run_sweep(root, scale, work / "sweeps"),
             "profile": lambda: run_profile(root, scale),
         }
-        result = {"date": date.today().isoformat(), "commit": git_commit(), "machine": machine(), "scale": scale.__dict__,
-                  "data": str(args.data), "parts": parts}
+        result = {
+            "date": date.today().isoformat(),
+            "commit": git_commit(),
+            "machine": machine(),
+            "scale": scale.__dict__,
+            "data": str(args.data),
+            "parts": parts,
+        }
         gpu = re.sub(r"[^a-z0-9]+", "-", (result["machine"]["gpu"] or "cpu").lower()).strip("-")
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"{result['date']}-{gpu}{'-tiny' if args.tiny else ''}.json"

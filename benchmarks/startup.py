@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / f"{report['date']}-cpu-startup.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for name, result in results.items():
-        print(f"{name:20s} median {result['median_s']:.2f} s  (min {result['min_s']:.2f}, max {result['max_s']:.2f})  heavy imports: {result['heavy_imports'] or 'none'}")
+        spread = f"(min {result['min_s']:.2f}, max {result['max_s']:.2f})"
+        print(f"{name:20s} median {result['median_s']:.2f} s  {spread}  heavy imports: {result['heavy_imports'] or 'none'}")
     print(f"wrote {path}")
 
 

@@ -19,15 +19,21 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab import CONF_DIR
-from resnet_lab.config import ConfigError
 from resnet_lab.config.groups_help import groups_help
 from resnet_lab.config.targets import TRUSTED_TARGETS
+from resnet_lab.errors import ResnetLabError
 from resnet_lab.messages import one_line
 
 EXIT_USAGE = 2
+
+
 class _ReportedInRun(BaseException):
     """Carries a single run's user error past Hydra's job-failure report to `run_app`, which
     prints it as the only line (in a multirun the error stays an Exception: the sweep goes on)."""
+
+    def __init__(self, error: ResnetLabError) -> None:
+        super().__init__()
+        self.error = error
 
 
 def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
@@ -45,10 +51,11 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     def app(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
-        except ConfigError as error:
+        except ResnetLabError as error:
             if HydraConfig.get().mode == RunMode.RUN and not wants_traceback:
-                _discard_untouched_run_dir()
-                raise _ReportedInRun() from error
+                if error.refusal:
+                    _discard_untouched_run_dir()
+                raise _ReportedInRun(error) from error
             raise
 
     try:
@@ -61,14 +68,14 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 130))
     except _ReportedInRun as reported:
-        print(f"error: {one_line(reported.__cause__)}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        print(f"error: {one_line(reported.error)}", file=sys.stderr)
+        sys.exit(reported.error.exit_code)
     except Exception as error:
         if wants_traceback:
             raise
-        hint = "" if isinstance(error, ConfigError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
+        hint = "" if isinstance(error, ResnetLabError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
         print(f"error: {one_line(error)}{hint}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        sys.exit(error.exit_code if isinstance(error, ResnetLabError) else EXIT_USAGE)
 
 
 def _discard_untouched_run_dir() -> None:

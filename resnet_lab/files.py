@@ -44,7 +44,7 @@ def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
 def check_writable(folder: str | os.PathLike[str], need_bytes: int) -> None:
     """Fail before training, not at the first checkpoint: the folder must take a file and have
     `need_bytes` free."""
-    from resnet_lab.config.errors import ConfigError
+    from resnet_lab.errors import ConfigError
 
     target = Path(folder)
     try:

@@ -3,23 +3,22 @@ and, with logger=wandb, recorded as a W&B run of job_type lr_find."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from resnet_lab.cli import run_app
 from resnet_lab.config import validate
+from resnet_lab.job import JobContext
 from resnet_lab.track import build_tracker
 from resnet_lab.train.lr_auto import run_range_test
 
 
 def lr_find(cfg: DictConfig) -> float:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    tracker = build_tracker(validate(cfg)["logger"], out_dir, OmegaConf.to_container(cfg, resolve=True), job_type="lr_find")
+    run, job = validate(cfg), JobContext.from_hydra()
+    out_dir = job.run_dir
+    tracker = build_tracker(run.logger, job, run.resolved(), job_type="lr_find")
     exit_code = 1
     try:
-        result = run_range_test(cfg, out_dir)
+        result = run_range_test(run, out_dir)
         tracker.log_images({"lr_finder": out_dir / "lr_finder.png"})
         tracker.summarise({"suggestion": result.suggestion, "steepest": result.steepest, "valley": result.valley, "chosen": result.chosen})
         exit_code = 0

@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import GROUPS, SCHEMAS
+from resnet_lab.errors import DataError, ResnetLabError
 
 # Keys of a saved config that describe where it came from rather than what it trains.
 NOT_REPLAYED = ("resume_from", "reproduced_from", "hparams_search", "overrides", "hydra")
@@ -29,9 +29,9 @@ def _from_hydra_dir(run_dir: Path) -> tuple[dict, dict[str, str]]:
         config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)
         choices = dict(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices)
     except Exception as error:
-        raise ConfigError(f"the saved config in {run_dir / '.hydra'} is damaged ({type(error).__name__}: {error})") from error
+        raise DataError(f"the saved config in {run_dir / '.hydra'} is damaged ({type(error).__name__}: {error})") from error
     if not isinstance(config, dict):
-        raise ConfigError(f"{run_dir / '.hydra' / 'config.yaml'} is not a run config")
+        raise DataError(f"{run_dir / '.hydra' / 'config.yaml'} is not a run config")
     return config, {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
@@ -41,7 +41,7 @@ def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]
     from resnet_lab.train.checkpoint import load_checkpoint
 
     if not location.exists():
-        raise ConfigError(f"{location} does not exist; pass a run directory, a checkpoint .pt file or a W&B run directory")
+        raise DataError(f"{location} does not exist; pass a run directory, a checkpoint .pt file or a W&B run directory")
     if location.is_file():
         return load_checkpoint(location)["config"], None, f"checkpoint {location}"
     if (location / ".hydra" / "config.yaml").is_file():
@@ -52,7 +52,7 @@ def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]
     for name in ("last.pt", "best.pt"):
         if (location / "checkpoints" / name).is_file():
             return load_checkpoint(location / "checkpoints" / name)["config"], None, f"checkpoint {location / 'checkpoints' / name}"
-    raise ConfigError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt or a W&B run log)")
+    raise DataError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt or a W&B run log)")
 
 
 def infer_choices(config: dict) -> dict[str, str]:
@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config, choices, source = load_saved_config(location)
         overrides = without_regrouped(overrides_for(config, choices), extra)
-    except ConfigError as error:
+    except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(error.exit_code)
     new_dir = next((o.split("=", 1)[1] for o in extra if o.startswith("hydra.run.dir=")), None)
     if new_dir is None:
         new_dir = str(Path("outputs") / "reproduce" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))

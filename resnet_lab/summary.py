@@ -33,9 +33,7 @@ def model_from_config(cfg: DictConfig) -> nn.Module:
 
 def layer_table(model: nn.Module, image_size: int = 32) -> tuple[str, list[LayerRow], int]:
     """(torchinfo's printed table, the seed-style rows, total parameters)."""
-    stats = torchinfo.summary(
-        model, input_size=(1, 3, image_size, image_size), depth=4, col_names=("output_size", "num_params"), verbose=0
-    )
+    stats = torchinfo.summary(model, input_size=(1, 3, image_size, image_size), depth=4, col_names=("output_size", "num_params"), verbose=0)
     ordered, pending = [], []
     for info in stats.summary_list:
         while pending and pending[-1].depth >= info.depth:
@@ -46,7 +44,11 @@ def layer_table(model: nn.Module, image_size: int = 32) -> tuple[str, list[Layer
             ordered.append(info)
     ordered += reversed(pending)
     rows = [
-        LayerRow(f"{info.class_name}-{index}", tuple(info.output_size[1:]), info.num_params if info.is_leaf_layer else sum(p.numel() for p in info.module.parameters()))
+        LayerRow(
+            f"{info.class_name}-{index}",
+            tuple(info.output_size[1:]),
+            info.num_params if info.is_leaf_layer else sum(p.numel() for p in info.module.parameters()),
+        )
         for index, info in enumerate(ordered, start=1)
     ]
     return str(stats), rows, stats.total_params

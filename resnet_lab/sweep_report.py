@@ -13,9 +13,7 @@ from resnet_lab.sweep.report import report_sweep_dir
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("sweep_dir", type=Path, help="a multirun/<date>/<time> directory")
-    parser.add_argument(
-        "--storage", help="the study's storage URL when its study.json shows it masked (or set the driver's own PGPASSWORD)"
-    )
+    parser.add_argument("--storage", help="the study's storage URL when its study.json shows it masked (or set the driver's own PGPASSWORD)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory; pass a multirun/<date>/<time> sweep directory", file=sys.stderr)

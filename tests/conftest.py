@@ -25,7 +25,7 @@ from PIL import Image
 
 import resnet_lab.config  # noqa: F401  (registers the schemas)
 from resnet_lab import CONF_DIR
-from resnet_lab.data import cache, datasets
+from resnet_lab.process_cache import reset_all
 
 REPO = Path(__file__).resolve().parent.parent
 # The environment of CLI processes started as a user with nothing set would start them.
@@ -58,7 +58,7 @@ def augmentation(option: str, *settings: str) -> Any:
     `key=value` settings of augmentation.<key>."""
     from resnet_lab.config import validate
 
-    return validate(compose_config([f"augmentation={option}", *(f"augmentation.{s}" for s in settings)]))["augmentation"]
+    return validate(compose_config([f"augmentation={option}", *(f"augmentation.{s}" for s in settings)])).augmentation
 
 
 def configured_model(*settings: str) -> torch.nn.Module:
@@ -113,13 +113,12 @@ def write_cifar_batches(root: Path, per_batch: int = 20) -> tuple[np.ndarray, np
 
 
 @pytest.fixture(autouse=True)
-def fresh_memo():
-    """Each test sees the disk cache, not tensors memoised by an earlier test."""
-    cache._memo.clear()
-    datasets._resident.clear()
+def fresh_process_caches():
+    """Each test starts as a new process would: no images, splits or compiled model kept by an
+    earlier test (the disk cache of decoded images stays, as it does between processes)."""
+    reset_all()
     yield
-    cache._memo.clear()
-    datasets._resident.clear()
+    reset_all()
 
 
 @pytest.fixture
@@ -141,6 +140,4 @@ def jpeg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "", "WANDB_MODE": "offline", **(env or {})}
     env.pop("HYDRA_FULL_ERROR")
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

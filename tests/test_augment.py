@@ -1,6 +1,6 @@
 import torch
-from conftest import augmentation
 
+from conftest import augmentation
 from resnet_lab.augment import Cutout, HorizontalFlip, RandomCrop, build_augment
 
 

@@ -76,8 +76,19 @@ def test_airbench_result_is_read_from_the_table_airbench_prints():
 
 def test_table_splits_a_gpu_epoch_into_kernels_gaps_and_host():
     """The CUDA branch of the report, which the CPU run above cannot reach."""
-    profile = {"epoch_wall_s": 0.4, "host_in_ops_s": 0.25, "host_python_s": 0.15, "host_ops": 900, "achieved_tflops": 284.5,
-               "kernel_s": 0.3, "gap_s": 0.1, "gpu_busy": 0.75, "kernels": 12000, "mean_gap_us": 8.3, "top_kernels": []}
+    profile = {
+        "epoch_wall_s": 0.4,
+        "host_in_ops_s": 0.25,
+        "host_python_s": 0.15,
+        "host_ops": 900,
+        "achieved_tflops": 284.5,
+        "kernel_s": 0.3,
+        "gap_s": 0.1,
+        "gpu_busy": 0.75,
+        "kernels": 12000,
+        "mean_gap_us": 8.3,
+        "top_kernels": [],
+    }
     result = {"parts": {"profile": profile}, "machine": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0"}, "commit": "abc", "date": "2026-11-24"}
     result["targets"] = cifar_speed.judge(result["parts"], applicable=True)
     text = cifar_speed.table(result)

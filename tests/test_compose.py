@@ -8,10 +8,10 @@ import itertools
 from typing import Any
 
 import pytest
-from conftest import TINY, compose_config, write_image_folder
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import TINY, compose_config, write_image_folder
 from resnet_lab import CONF_DIR
 from resnet_lab.config import validate
 from resnet_lab.train.run import build_trainer
@@ -69,7 +69,7 @@ def test_the_product_of_all_options_composes_validates_and_keeps_the_precedence(
                 continue
             for key, value in expected_values(choice).items():
                 actual = OmegaConf.select(cfg, key)
-                actual = OmegaConf.to_container(actual) if OmegaConf.is_config(actual) else getattr(actual, "value", actual)
+                actual = OmegaConf.to_container(actual) if OmegaConf.is_config(actual) else getattr(actual, "name", actual)  # YAML names enum members
                 if actual != value and not (isinstance(value, str) and str(actual) == value):
                     failures.append(f"{' '.join(overrides)}: {key}={actual!r}, expected {value!r}")
     assert not failures, f"{len(failures)} of {len(combos)} combinations:\n" + "\n".join(failures[:20])
@@ -99,6 +99,6 @@ def test_each_optimizer_learns_at_its_own_values(choice, tmp_path):
     options' LRs are meant for batches of hundreds, so this runs at batch 64 (not the tiny 8)."""
     root = write_image_folder(tmp_path / "images", train_per_class=128, test_per_class=16)
     cfg = compose_config(["data=image_folder", f"data.root={root}", *TINY, "data.batch_size=64", *choice, "trainer.epochs=4"])
-    trainer, _, _ = build_trainer(cfg)
+    trainer, _, _ = build_trainer(validate(cfg))
     history = trainer.fit(4)
     assert history[-1].eval_acc >= 0.8, f"{choice}: {[round(m.eval_acc, 3) for m in history]} (chance is 1/3)"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from resnet_lab.augment import build_augment
+from conftest import TINY, compose_config, run_cli
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import SCHEMAS
-from resnet_lab.data import DeviceLoader
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.run import build_trainer
 
@@ -27,9 +25,9 @@ def test_every_option_composes_validates_and_builds(group, option, image_root):
     cfg = compose_config(overrides)
     typed = validate(cfg)
     if group == "data" and option == "cifar10":
-        assert typed["data"].format.value == "cifar10"
+        assert typed.data.format.value == "cifar10"
         return
-    trainer, classes, _ = build_trainer(cfg)
+    trainer, classes, _ = build_trainer(validate(cfg))
     assert classes == ["ant", "bee", "cat"]
     assert trainer.model.fc.out_features == 3
     lrs = []

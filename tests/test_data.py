@@ -14,10 +14,11 @@ from conftest import compose_config, write_cifar_batches, write_image_folder
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.data import DeviceLoader, load_splits
 from resnet_lab.data import cache as cache_module
+from resnet_lab.errors import DataError
 
 
 def data_config(overrides: list[str]):
-    return validate(compose_config(overrides))["data"]
+    return validate(compose_config(overrides)).data
 
 
 def test_cifar_python_batches_are_read_exactly(tmp_path):
@@ -34,7 +35,7 @@ def test_cifar_python_batches_are_read_exactly(tmp_path):
 
 def test_missing_cifar_batches_name_root_and_the_alternative(tmp_path):
     cfg = data_config(["data=cifar10", f"data.root={tmp_path}", "data.download=false"])
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(DataError) as caught:
         load_splits(cfg, tmp_path)
     message = str(caught.value)
     assert f"data.root={tmp_path}" in message and "data=image_folder" in message and "\n" not in message
@@ -62,8 +63,8 @@ def test_image_folder_reads_classes_labels_and_pixels(tmp_path):
     assert torch.equal(splits.train_images[0], torch.from_numpy(first).permute(2, 0, 1))
 
 
-def _expect_error(root: Path, *needles: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+def _expect_error(root: Path, *needles: str, kind: type[Exception] = DataError) -> None:
+    with pytest.raises(kind) as caught:
         load_splits(data_config(["data=image_folder", f"data.root={root}"]), root)
     for needle in needles:
         assert needle in str(caught.value)
@@ -71,7 +72,7 @@ def _expect_error(root: Path, *needles: str) -> None:
 
 
 def test_image_folder_errors_name_the_file_or_folder(tmp_path):
-    _expect_error(tmp_path / "nowhere", "nowhere", "does not exist")
+    _expect_error(tmp_path / "nowhere", "nowhere", "does not exist", kind=ConfigError)  # a wrong data.root setting
     root = write_image_folder(tmp_path / "a", train_per_class=2, test_per_class=1)
     (root / "train" / "dog").mkdir()
     _expect_error(root, "only in train: ['dog']")
@@ -88,7 +89,7 @@ def test_image_folder_errors_name_the_file_or_folder(tmp_path):
 
 def test_wrong_image_size_is_named(tmp_path):
     root = write_image_folder(tmp_path / "im", train_per_class=2, test_per_class=1)
-    with pytest.raises(ConfigError, match="expected 24x24"):
+    with pytest.raises(DataError, match="expected 24x24"):
         load_splits(data_config(["data=image_folder", f"data.root={root}", "data.image_size=24"]), root)
 
 
@@ -98,7 +99,7 @@ def test_cache_is_written_reused_and_invalidated_by_a_changed_source(tmp_path):
     first = load_splits(cfg, root)
     cached = sorted((root / ".resnet_lab_cache").glob("*.pt"))
     assert len(cached) == 2
-    cache_module._memo.clear()
+    cache_module.DECODED.reset()
     again = load_splits(cfg, root)
     assert torch.equal(first.train_images, again.train_images)
     assert sorted((root / ".resnet_lab_cache").glob("*.pt")) == cached
@@ -108,7 +109,7 @@ def test_cache_is_written_reused_and_invalidated_by_a_changed_source(tmp_path):
 
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(changed)
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
-    cache_module._memo.clear()
+    cache_module.DECODED.reset()
     updated = load_splits(cfg, root)
     assert updated.train_images[0].sum() == 0 and first.train_images[0].sum() > 0
     assert len(list((root / ".resnet_lab_cache").glob("image_folder-train-*.pt"))) == 2
@@ -124,7 +125,7 @@ def test_memo_hands_later_jobs_the_same_tensors_and_disk_spares_decoding(tmp_pat
     first = cache_module.load_or_decode(tmp_path, "toy", "key1", decode)
     second = cache_module.load_or_decode(tmp_path, "toy", "key1", decode)
     assert second is first and len(calls) == 1
-    cache_module._memo.clear()
+    cache_module.DECODED.reset()
     from_disk = cache_module.load_or_decode(tmp_path, "toy", "key1", decode)
     assert len(calls) == 1 and torch.equal(from_disk[0], first[0])
     cache_module.load_or_decode(tmp_path, "toy", "key2", decode)
@@ -137,7 +138,7 @@ def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog):
     first = load_splits(cfg, root)
     for path in (root / ".resnet_lab_cache").glob("*.pt"):
         path.write_bytes(path.read_bytes()[:100])
-    cache_module._memo.clear()
+    cache_module.DECODED.reset()
     again = load_splits(cfg, root)
     assert torch.equal(first.train_images, again.train_images)
     assert "damaged" in caplog.text
@@ -178,8 +179,8 @@ def test_loader_batches_shuffles_by_seed_and_normalises():
 def test_ranks_together_see_exactly_the_batches_of_one_process():
     """Under ddp each rank takes its rows of every batch; the randomness is drawn for the whole
     batch, so the shards put together are the one-process batch, augmentation included."""
-    from resnet_lab.augment import build_augment
     from conftest import augmentation
+    from resnet_lab.augment import build_augment
 
     images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(50)
@@ -196,8 +197,9 @@ def test_ranks_together_see_exactly_the_batches_of_one_process():
 def test_alternate_flip_mirrors_each_image_in_every_other_epoch():
     images = torch.randint(0, 256, (40, 3, 6, 6), dtype=torch.uint8)
     labels = torch.arange(40)
-    loader = DeviceLoader(images, labels, batch_size=8, mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), shuffle=True,
-                          drop_last=True, seed=1, alternate_flip=True)
+    loader = DeviceLoader(
+        images, labels, batch_size=8, mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), shuffle=True, drop_last=True, seed=1, alternate_flip=True
+    )
     plain = (images.float() / 255 - 0.5) / 0.25
 
     def flipped_in_epoch() -> torch.Tensor:
@@ -212,8 +214,9 @@ def test_alternate_flip_mirrors_each_image_in_every_other_epoch():
     first, second, third = flipped_in_epoch(), flipped_in_epoch(), flipped_in_epoch()
     assert 10 <= int(first.sum()) <= 30, "a random part of the images in the first epoch"
     assert torch.equal(second, ~first) and torch.equal(third, first)
-    resumed = DeviceLoader(images, labels, batch_size=8, mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), shuffle=True,
-                           drop_last=True, seed=99, alternate_flip=True)
+    resumed = DeviceLoader(
+        images, labels, batch_size=8, mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), shuffle=True, drop_last=True, seed=99, alternate_flip=True
+    )
     resumed.load_state_dict(loader.state_dict())
     assert torch.equal(resumed.flip_first, loader.flip_first) and resumed.epochs_started == 3
 
@@ -226,8 +229,7 @@ def test_alternate_flip_needs_half_the_images_flipped():
 
 
 def test_later_jobs_of_a_process_reuse_the_resident_splits_and_only_the_latest_stays(tmp_path, monkeypatch):
-    from resnet_lab.data import resident_splits
-    from resnet_lab.data import datasets
+    from resnet_lab.data import datasets, resident_splits
 
     root = write_image_folder(tmp_path / "im", train_per_class=4, test_per_class=2)
     cfg = data_config(["data=image_folder", f"data.root={root}"])
@@ -237,4 +239,4 @@ def test_later_jobs_of_a_process_reuse_the_resident_splits_and_only_the_latest_s
     assert again.train_images is first.train_images and again.eval_labels is first.eval_labels
     monkeypatch.undo()
     smaller = resident_splits(data_config(["data=image_folder", f"data.root={root}", "data.train_subset=5"]), root, torch.device("cpu"))
-    assert len(smaller.train_labels) == 5 and len(datasets._resident) == 1
+    assert len(smaller.train_labels) == 5 and len(datasets.RESIDENT) == 1

@@ -10,12 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, run_cli, write_image_folder
+from conftest import REPO, TINY, run_cli
 
 # The real-data comparison: a 1/4-width net on 2,500 training and 1,000 test images of the JPEG
 # copy, 3 epochs at a global batch of 128. Chance is 10%.
-REAL = ["model.width_multiplier=0.25", "trainer.device=cpu", "trainer.progress=false", "data.train_subset=2500", "data.test_subset=1000",
-        "data.batch_size=128", "data.eval_batch_size=250", "scheduler.max_lr=0.2", "trainer.epochs=3", "explain=none"]
+REAL = [
+    "model.width_multiplier=0.25",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "data.train_subset=2500",
+    "data.test_subset=1000",
+    "data.batch_size=128",
+    "data.eval_batch_size=250",
+    "scheduler.max_lr=0.2",
+    "trainer.epochs=3",
+    "explain=none",
+]
 # One process and two see the same batches and augmentations; they differ in BatchNorm statistics
 # (per rank: 64 images, not 128) and summation order. Measured on CPU: see the issue note.
 TOLERANCE = 0.05
@@ -64,7 +74,16 @@ def test_two_ranks_write_one_run_and_match_one_process(jpeg_root, tmp_path):
 def test_a_ddp_run_resumes_from_rank_zeros_checkpoint(image_root, tmp_path):
     first = torchrun(f"data.root={image_root}", "data=image_folder", *TINY, "trainer.strategy=ddp", "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    again = torchrun(f"data.root={image_root}", "data=image_folder", *TINY, "trainer.strategy=ddp", "trainer.epochs=1", "trainer.resume=true", "hydra.run.dir=run", cwd=tmp_path)
+    again = torchrun(
+        f"data.root={image_root}",
+        "data=image_folder",
+        *TINY,
+        "trainer.strategy=ddp",
+        "trainer.epochs=1",
+        "trainer.resume=true",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in (tmp_path / "run" / "train.log").read_text()
 

@@ -32,7 +32,11 @@ def option_values(group: str, option: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("group", "option", "schema"), OPTIONS, ids=IDS)
 def test_the_schema_states_no_value(group, option, schema):
-    stated = {f.name: f.default for f in dataclasses.fields(schema) if f.name not in STRUCTURAL and (f.default != MISSING or f.default_factory is not dataclasses.MISSING)}
+    stated = {
+        f.name: f.default
+        for f in dataclasses.fields(schema)
+        if f.name not in STRUCTURAL and (f.default != MISSING or f.default_factory is not dataclasses.MISSING)
+    }
     assert not stated, f"{schema.__name__} states defaults {stated}; they belong in conf/{group}/{option}.yaml"
 
 
@@ -67,7 +71,9 @@ def test_factories_state_no_other_value(group, option):
     for code in _callables(values["_target_"]):
         for name, parameter in inspect.signature(code).parameters.items():
             if name in values and parameter.default is not inspect.Parameter.empty:
-                assert parameter.default == values[name], f"{code.__qualname__}({name}={parameter.default!r}) but conf/{group}/{option}.yaml says {values[name]!r}"
+                assert parameter.default == values[name], (
+                    f"{code.__qualname__}({name}={parameter.default!r}) but conf/{group}/{option}.yaml says {values[name]!r}"
+                )
 
 
 def test_every_option_file_is_checked():

@@ -20,8 +20,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import REPO, TINY, write_image_folder
 
+from conftest import REPO, TINY, write_image_folder
 from resnet_lab.sweep.storage import open_storage
 from resnet_lab.track.offline_run import read_offline_run
 
@@ -33,22 +33,39 @@ TRACKED = [*(o for o in SMALL if not o.startswith("logger=")), "logger=wandb"]
 
 def worker(cwd: Path, storage: str, name: str, seed: int, n_trials: int = 6, study: str = "shared", tracked: bool = False) -> list[str]:
     return [
-        sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={cwd / 'im'}",
+        sys.executable,
+        "-m",
+        "resnet_lab.train",
+        "-m",
+        "hparams_search=optuna",
+        "data=image_folder",
+        f"data.root={cwd / 'im'}",
         *(TRACKED if tracked else SMALL),
-        f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={study}",
-        f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={name}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        f"hydra.sweep.dir={name}",
     ]
 
 
 def run_together(commands: list[list[str] | str], cwd: Path) -> None:
     """Start every worker before waiting on any (shell strings run in bash, as a user would)."""
     workers = [
-        subprocess.Popen(c, cwd=cwd, env=ENV, shell=isinstance(c, str), executable="/bin/bash" if isinstance(c, str) else None,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            c,
+            cwd=cwd,
+            env=ENV,
+            shell=isinstance(c, str),
+            executable="/bin/bash" if isinstance(c, str) else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for c in commands
     ]
     outputs = [w.communicate(timeout=600) for w in workers]
-    for w, (out, err) in zip(workers, outputs):
+    for w, (_, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-3000:]
 
 
@@ -125,7 +142,9 @@ def postgres():
         port = probe.getsockname()[1]
     subprocess.run([*as_owner, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"], check=True, capture_output=True)
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
-    subprocess.run([*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(home / "pg.log"), "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(home / "pg.log"), "start"], check=True, capture_output=True
+    )
     try:
         subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"], check=True, capture_output=True)
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"

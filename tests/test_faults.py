@@ -14,10 +14,12 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import BARE_ENV, REPO, TINY, compose_config, run_cli, write_image_folder
 
-from resnet_lab.config import ConfigError
+from conftest import BARE_ENV, REPO, TINY, compose_config, run_cli, write_image_folder
+from resnet_lab.config import ConfigError, validate
+from resnet_lab.errors import DivergedError, TrainingFailure
 from resnet_lab.files import check_writable
+from resnet_lab.job import JobContext
 from resnet_lab.train.checkpoint import load_checkpoint
 from resnet_lab.train.run import run_training
 
@@ -43,7 +45,11 @@ def workspace(tmp_path_factory):
 def start(root: Path, args: list[str], run_dir: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "resnet_lab.train", *args, f"hydra.run.dir={run_dir}"],
-        cwd=root, env=BARE_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=root,
+        env=BARE_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -67,9 +73,7 @@ def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metr
     assert state["epoch"] < 5
     command = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: ") :]
     assert "trainer.resume=true" in command and f"hydra.run.dir={root / name}" in command
-    resumed = subprocess.run(
-        [sys.executable, *command.split()[1:]], cwd=root, env=BARE_ENV, capture_output=True, text=True
-    )
+    resumed = subprocess.run([sys.executable, *command.split()[1:]], cwd=root, env=BARE_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert metrics(root / name) == reference
 
@@ -114,7 +118,7 @@ def test_two_processes_preparing_the_same_cache_do_not_corrupt_it(tmp_path):
     script = (
         "import sys, torch; from pathlib import Path; from tests.conftest import compose_config; "
         "from resnet_lab.config import validate; from resnet_lab.data import load_splits; "
-        f"cfg = validate(compose_config(['data=image_folder', 'data.root={tmp_path / 'im'}']))['data']; "
+        f"cfg = validate(compose_config(['data=image_folder', 'data.root={tmp_path / 'im'}'])).data; "
         f"s = load_splits(cfg, Path('{tmp_path / 'im'}')); print(int(s.train_images.sum()))"
     )
     racers = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -129,8 +133,21 @@ def test_two_processes_preparing_the_same_cache_do_not_corrupt_it(tmp_path):
 
 def test_diverging_loss_names_the_step_and_the_lr(image_root, tmp_path):
     cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "scheduler=constant", "scheduler.max_lr=1e6", "trainer.epochs=1"])
-    with pytest.raises(ConfigError, match=r"nan/inf at step \d+ of epoch 1 \(lr 1e\+06\); lower scheduler.max_lr"):
-        run_training(cfg, tmp_path / "run")
+    with pytest.raises(DivergedError, match=r"nan/inf at step \d+ of epoch 1 \(lr 1e\+06\); lower scheduler.max_lr") as caught:
+        run_training(validate(cfg), JobContext(tmp_path / "run"))
+    assert isinstance(caught.value, TrainingFailure) and not isinstance(caught.value, ConfigError), "a training failure, not a bad setting"
+
+
+@pytest.mark.slow
+def test_each_kind_of_failure_exits_with_its_own_code(image_root, tmp_path):
+    """A bad setting exits 2 before any work; a run that started and diverged exits 3 with its
+    one line, keeping what it wrote (the run folder with its log)."""
+    base = ["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=1"]
+    diverged = run_cli("resnet_lab.train", *base, "scheduler=constant", "scheduler.max_lr=1e6", "hydra.run.dir=diverged", cwd=tmp_path)
+    assert diverged.returncode == 3 and diverged.stderr.count("\n") == 1 and "nan/inf" in diverged.stderr, diverged.stderr
+    assert (tmp_path / "diverged" / ".hydra").is_dir()
+    refused = run_cli("resnet_lab.train", *base, "trainer.epochs=0", "hydra.run.dir=refused", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and not (tmp_path / "refused").exists(), refused.stderr
 
 
 def test_output_space_is_checked_before_training(tmp_path):
@@ -184,8 +201,18 @@ def test_a_full_disk_names_the_file_and_the_resume_command_that_finishes_the_run
 def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=8)
     command = [
-        sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY,
-        "trainer.epochs=4", "hparams_search.max_lr_bounds=[0.01,0.1]", "hydra.sweeper.n_trials=3", "hydra.sweeper.storage=sqlite:///study.db",
+        sys.executable,
+        "-m",
+        "resnet_lab.train",
+        "-m",
+        "hparams_search=optuna",
+        "data=image_folder",
+        f"data.root={tmp_path / 'im'}",
+        *TINY,
+        "trainer.epochs=4",
+        "hparams_search.max_lr_bounds=[0.01,0.1]",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.storage=sqlite:///study.db",
     ]
     env = BARE_ENV
     process = subprocess.Popen([*command, "hydra.sweep.dir=first"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,15 +9,15 @@ import typing
 from enum import Enum
 
 import pytest
-from conftest import TINY, compose_config, write_image_folder
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
-from resnet_lab.messages import one_line
+from conftest import TINY, compose_config, write_image_folder
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import SCHEMAS
+from resnet_lab.messages import one_line
 from resnet_lab.train.run import build_trainer
 
 FIXED = ("format", "root", "download", "cache_dir", "file", "_target_", "_partial_", "kind", "mode", "project", "entity", "device", "image_size")
@@ -95,7 +95,7 @@ def test_fuzzed_overrides_compose_and_train_or_fail_in_one_line(fuzz_root, overr
     try:
         cfg = compose_config([*base, *overrides])
         validate(cfg)
-        trainer, _, _ = build_trainer(cfg)
+        trainer, _, _ = build_trainer(validate(cfg))
         trainer.train_epoch(1, cfg.trainer.epochs)
     except (ConfigError, HydraException, OmegaConfBaseException) as error:
         message = one_line(error)

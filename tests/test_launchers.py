@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli, write_image_folder
 from hydra import compose, initialize_config_dir
 
+from conftest import TINY, run_cli, write_image_folder
 from resnet_lab import CONF_DIR
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,17 @@ pytestmark = pytest.mark.slow
 def grid(tmp_path, launcher: list[str], values: str, epochs: int = 1, env: dict[str, str] | None = None) -> list[dict]:
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
     result = run_cli(
-        "resnet_lab.train", "-m", *launcher, "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, f"trainer.epochs={epochs}",
-        f"scheduler.max_lr={values}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env=env,
+        "resnet_lab.train",
+        "-m",
+        *launcher,
+        "data=image_folder",
+        f"data.root={tmp_path / 'im'}",
+        *TINY,
+        f"trainer.epochs={epochs}",
+        f"scheduler.max_lr={values}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted((p for p in (tmp_path / "sweep").iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
@@ -54,9 +63,22 @@ def ray_head():
     ray = Path(sys.executable).parent / "ray"
     # Ray >= 2.60 turns on token authentication for a new head; this loopback one goes without.
     head = subprocess.Popen(
-        [str(ray), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        [
+            str(ray),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
     )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -82,8 +104,16 @@ def test_ray_fails_at_once_when_no_node_can_hold_a_job(tmp_path, ray_head):
     otherwise be queued by Ray for ever."""
     write_image_folder(tmp_path / "im", train_per_class=8, test_per_class=4)
     result = run_cli(
-        "resnet_lab.train", "-m", "hydra/launcher=ray_cluster", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY,
-        "scheduler.max_lr=0.1,0.2", cwd=tmp_path, timeout=120, env={"RAY_ADDRESS": ray_head},
+        "resnet_lab.train",
+        "-m",
+        "hydra/launcher=ray_cluster",
+        "data=image_folder",
+        f"data.root={tmp_path / 'im'}",
+        *TINY,
+        "scheduler.max_lr=0.1,0.2",
+        cwd=tmp_path,
+        timeout=120,
+        env={"RAY_ADDRESS": ray_head},
     )
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
@@ -92,7 +122,13 @@ def test_ray_fails_at_once_when_no_node_can_hold_a_job(tmp_path, ray_head):
 
 @pytest.mark.parametrize(
     "remote, fits",
-    [({"num_gpus": 1, "num_cpus": 4}, True), ({"num_gpus": 2, "num_cpus": 4}, False), ({"num_cpus": 16}, False), ({"resources": {"tpu": 1}}, False), ({}, True)],
+    [
+        ({"num_gpus": 1, "num_cpus": 4}, True),
+        ({"num_gpus": 2, "num_cpus": 4}, False),
+        ({"num_cpus": 16}, False),
+        ({"resources": {"tpu": 1}}, False),
+        ({}, True),
+    ],
 )
 def test_a_job_fits_only_when_one_node_holds_its_whole_request(remote, fits):
     from resnet_lab.config import ConfigError

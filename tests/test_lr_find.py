@@ -8,9 +8,10 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli, write_image_folder
 
+from conftest import TINY, compose_config, run_cli
 from resnet_lab.config import validate
+from resnet_lab.job import JobContext
 from resnet_lab.optim.lr_range import range_test, valley
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.components import build_components
@@ -30,8 +31,8 @@ def test_valley_lands_inside_the_falling_stretch():
 
 def test_range_test_suggests_a_finite_lr_in_range_and_restores_everything(image_root):
     cfg = tiny_config(image_root, "optimizer=adam")
-    parts = build_components(cfg)
-    finder_cfg = validate(cfg)["lr_finder"]
+    parts = build_components(validate(cfg))
+    finder_cfg = validate(cfg).lr_finder
     optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
     weights = copy.deepcopy(parts.model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
@@ -46,10 +47,18 @@ def test_range_test_suggests_a_finite_lr_in_range_and_restores_everything(image_
 
 
 def test_range_test_trains_each_group_as_a_run_at_that_max_lr_would(image_root):
-    cfg = tiny_config(image_root, "optimizer.norm_bias_lr_scale=64", "optimizer.decoupled=true", "optimizer.momentum=0.85",
-                      "optimizer.weight_decay=0.0153", "lr_finder.num_iter=12", "lr_finder.skip_start=2", "lr_finder.skip_end=2")
-    parts = build_components(cfg)
-    finder_cfg = validate(cfg)["lr_finder"]
+    cfg = tiny_config(
+        image_root,
+        "optimizer.norm_bias_lr_scale=64",
+        "optimizer.decoupled=true",
+        "optimizer.momentum=0.85",
+        "optimizer.weight_decay=0.0153",
+        "lr_finder.num_iter=12",
+        "lr_finder.skip_start=2",
+        "lr_finder.skip_end=2",
+    )
+    parts = build_components(validate(cfg))
+    finder_cfg = validate(cfg).lr_finder
     optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
     built = [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
     seen = []
@@ -95,7 +104,7 @@ def test_max_lr_auto_reads_a_given_lr_finder_json(image_root, tmp_path):
     given = tmp_path / "lr_finder.json"
     given.write_text(json.dumps({"suggestion": 0.0123, "valley": 0.0123, "steepest": 0.2}))
     cfg = tiny_config(image_root, "scheduler.max_lr=auto", f"lr_finder.file={given}", "trainer.epochs=1", "scheduler=constant")
-    run_training(cfg, tmp_path / "run")
+    run_training(validate(cfg), JobContext(tmp_path / "run"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["max_lr"] == 0.0123 and summary["max_lr_source"] == str(given)
     assert summary["final"]["lr"] == pytest.approx(0.0123)
@@ -104,7 +113,7 @@ def test_max_lr_auto_reads_a_given_lr_finder_json(image_root, tmp_path):
 
 def test_max_lr_auto_runs_the_range_test_first(image_root, tmp_path):
     cfg = tiny_config(image_root, "scheduler.max_lr=auto", "trainer.epochs=1")
-    run_training(cfg, tmp_path / "run")
+    run_training(validate(cfg), JobContext(tmp_path / "run"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     found = json.loads((tmp_path / "run" / "lr_finder.json").read_text())
     assert summary["max_lr"] == found["suggestion"] and summary["max_lr_source"].endswith("lr_finder.json")

@@ -1,27 +1,45 @@
-import pytest
 import torch
-from conftest import configured_model
 from torch import nn
 
+from conftest import configured_model
 from resnet_lab.models import CustomResNet
 from resnet_lab.summary import format_rows, layer_table
 
 # The seed's published summary: (layer, output shape, parameters).
 SEED_TABLE = [
-    ("Conv2d-1", (64, 32, 32), 1728), ("BatchNorm2d-2", (64, 32, 32), 128), ("ReLU-3", (64, 32, 32), 0),
-    ("Conv2d-4", (128, 32, 32), 73728), ("MaxPool2d-5", (128, 16, 16), 0), ("BatchNorm2d-6", (128, 16, 16), 256),
+    ("Conv2d-1", (64, 32, 32), 1728),
+    ("BatchNorm2d-2", (64, 32, 32), 128),
+    ("ReLU-3", (64, 32, 32), 0),
+    ("Conv2d-4", (128, 32, 32), 73728),
+    ("MaxPool2d-5", (128, 16, 16), 0),
+    ("BatchNorm2d-6", (128, 16, 16), 256),
     ("ReLU-7", (128, 16, 16), 0),
-    ("Conv2d-8", (128, 16, 16), 147456), ("BatchNorm2d-9", (128, 16, 16), 256), ("ReLU-10", (128, 16, 16), 0),
-    ("Conv2d-11", (128, 16, 16), 147456), ("BatchNorm2d-12", (128, 16, 16), 256), ("ReLU-13", (128, 16, 16), 0),
-    ("ReLU-14", (128, 16, 16), 0), ("ResidualBlock-15", (128, 16, 16), 295424),
-    ("Conv2d-16", (256, 16, 16), 294912), ("MaxPool2d-17", (256, 8, 8), 0), ("BatchNorm2d-18", (256, 8, 8), 512),
+    ("Conv2d-8", (128, 16, 16), 147456),
+    ("BatchNorm2d-9", (128, 16, 16), 256),
+    ("ReLU-10", (128, 16, 16), 0),
+    ("Conv2d-11", (128, 16, 16), 147456),
+    ("BatchNorm2d-12", (128, 16, 16), 256),
+    ("ReLU-13", (128, 16, 16), 0),
+    ("ReLU-14", (128, 16, 16), 0),
+    ("ResidualBlock-15", (128, 16, 16), 295424),
+    ("Conv2d-16", (256, 16, 16), 294912),
+    ("MaxPool2d-17", (256, 8, 8), 0),
+    ("BatchNorm2d-18", (256, 8, 8), 512),
     ("ReLU-19", (256, 8, 8), 0),
-    ("Conv2d-20", (512, 8, 8), 1179648), ("MaxPool2d-21", (512, 4, 4), 0), ("BatchNorm2d-22", (512, 4, 4), 1024),
+    ("Conv2d-20", (512, 8, 8), 1179648),
+    ("MaxPool2d-21", (512, 4, 4), 0),
+    ("BatchNorm2d-22", (512, 4, 4), 1024),
     ("ReLU-23", (512, 4, 4), 0),
-    ("Conv2d-24", (512, 4, 4), 2359296), ("BatchNorm2d-25", (512, 4, 4), 1024), ("ReLU-26", (512, 4, 4), 0),
-    ("Conv2d-27", (512, 4, 4), 2359296), ("BatchNorm2d-28", (512, 4, 4), 1024), ("ReLU-29", (512, 4, 4), 0),
-    ("ReLU-30", (512, 4, 4), 0), ("ResidualBlock-31", (512, 4, 4), 4720640),
-    ("AvgPool2d-32", (512, 1, 1), 0), ("Linear-33", (10,), 5130),
+    ("Conv2d-24", (512, 4, 4), 2359296),
+    ("BatchNorm2d-25", (512, 4, 4), 1024),
+    ("ReLU-26", (512, 4, 4), 0),
+    ("Conv2d-27", (512, 4, 4), 2359296),
+    ("BatchNorm2d-28", (512, 4, 4), 1024),
+    ("ReLU-29", (512, 4, 4), 0),
+    ("ReLU-30", (512, 4, 4), 0),
+    ("ResidualBlock-31", (512, 4, 4), 4720640),
+    ("AvgPool2d-32", (512, 1, 1), 0),
+    ("Linear-33", (10,), 5130),
 ]
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import compose_config, configured_model
 
+from conftest import compose_config, configured_model
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.schedulers import build_scheduler
 

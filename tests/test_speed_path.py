@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 import torch._dynamo.utils
-from conftest import TINY, compose_config
 from torch import nn
 
+from conftest import TINY, compose_config
 from resnet_lab.augment.tta import tta_logits
+from resnet_lab.config import validate
 from resnet_lab.config.schema import TTAMode
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.train.run import build_trainer, objective
@@ -46,15 +47,18 @@ def test_auto_implementation_keeps_torchs_default_on_the_cpu():
 def test_bad_speed_settings_are_one_clear_line(image_root, tmp_path):
     from conftest import run_cli
 
-    for override, allowed in (("trainer.compile=fast", "auto, off, default"), ("trainer.tta=rotate", "none, flip, flip_translate"),
-                              ("optimizer.implementation=cuda", "auto, fused, foreach, for_loop")):
+    for override, allowed in (
+        ("trainer.compile=fast", "auto, off, default"),
+        ("trainer.tta=rotate", "none, flip, flip_translate"),
+        ("optimizer.implementation=cuda", "auto, fused, foreach, for_loop"),
+    ):
         result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, override, cwd=tmp_path)
         assert result.returncode == 2 and allowed in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_eval_every_zero_evaluates_once_and_tta_is_the_objective(image_root):
     cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=3", "trainer.eval_every=0", "trainer.tta=flip_translate"])
-    trainer, _, _ = build_trainer(cfg)
+    trainer, _, _ = build_trainer(validate(cfg))
     history = trainer.fit(3)
     assert [math.isnan(m.eval_acc) for m in history] == [True, True, False]
     assert [m.tta_acc is None for m in history] == [True, True, False]
@@ -66,11 +70,11 @@ def test_a_later_job_reuses_the_compiled_model_with_fresh_weights(image_root):
     """Two jobs of one process with trainer.compile=default: the second compiles nothing and,
     starting from the same seed, trains exactly as the first (its weights were reset)."""
     cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=2", "trainer.compile=default"])
-    first, _, _ = build_trainer(cfg)
+    first, _, _ = build_trainer(validate(cfg))
     assert first.compile_mode == "default" and first.train_model is not first.model
     runs = [first.fit(2)]
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    second, _, _ = build_trainer(cfg)
+    second, _, _ = build_trainer(validate(cfg))
     assert second.model is first.model and second.train_model is first.train_model
     runs.append(second.fit(2))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "no recompilation in the second job"
@@ -89,8 +93,8 @@ def test_weight_average_lerps_by_the_decay_of_its_interval_and_swaps_back():
             p.add_(1.0)
     average.update()
     live = WeightAverage._live(model)
-    for a, s, l in zip(average.tensors, start, live):
-        torch.testing.assert_close(a, s + (1 - 0.81) * (l - s))
+    for a, s, current in zip(average.tensors, start, live):
+        torch.testing.assert_close(a, s + (1 - 0.81) * (current - s))
     before = [t.clone() for t in live]
     averaged = [t.clone() for t in average.tensors]
     average.swap()
@@ -117,18 +121,36 @@ def test_lookahead_pulls_the_live_weights_back_to_the_average():
 
 
 def test_lookahead_run_learns(image_root):
-    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=3", "trainer.ema_decay=0.8",
-                          "trainer.ema_every=3", "trainer.ema_lookahead=true"])
-    trainer, _, _ = build_trainer(cfg)
+    cfg = compose_config(
+        [
+            "data=image_folder",
+            f"data.root={image_root}",
+            *TINY,
+            "trainer.epochs=3",
+            "trainer.ema_decay=0.8",
+            "trainer.ema_every=3",
+            "trainer.ema_lookahead=true",
+        ]
+    )
+    trainer, _, _ = build_trainer(validate(cfg))
     assert trainer.ema.lookahead
     history = trainer.fit(3)
     assert history[-1].eval_acc >= 0.6, "learns the synthetic classes (chance is 1/3)"
 
 
 def test_ema_run_learns_ends_on_the_average_and_frozen_bn_scales_stay_one(image_root):
-    cfg = compose_config(["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=3", "trainer.ema_decay=0.9",
-                          "trainer.ema_every=2", "model.bn_scale_trainable=false"])
-    trainer, _, _ = build_trainer(cfg)
+    cfg = compose_config(
+        [
+            "data=image_folder",
+            f"data.root={image_root}",
+            *TINY,
+            "trainer.epochs=3",
+            "trainer.ema_decay=0.9",
+            "trainer.ema_every=2",
+            "model.bn_scale_trainable=false",
+        ]
+    )
+    trainer, _, _ = build_trainer(validate(cfg))
     history = trainer.fit(3)
     assert history[-1].eval_acc >= 0.6, "learns the synthetic classes (chance is 1/3)"
     assert trainer.evaluate()[1] == history[-1].eval_acc, "the model now holds the weights that were evaluated"

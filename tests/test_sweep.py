@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+
 from conftest import TINY, run_cli, write_image_folder
 
 pytestmark = pytest.mark.slow
@@ -18,9 +19,18 @@ def sweep(cwd: Path, name: str, *extra: str):
     if not root.exists():
         write_image_folder(root, train_per_class=24, test_per_class=8)
     return run_cli(
-        "resnet_lab.train", "-m", "hparams_search=optuna", "data=image_folder", f"data.root={root}", *TINY,
-        "trainer.epochs=1", "lr_finder.num_iter=30", f"hydra.sweep.dir={name}", "hydra.sweeper.storage=sqlite:///studies/test.db",
-        *extra, cwd=cwd,
+        "resnet_lab.train",
+        "-m",
+        "hparams_search=optuna",
+        "data=image_folder",
+        f"data.root={root}",
+        *TINY,
+        "trainer.epochs=1",
+        "lr_finder.num_iter=30",
+        f"hydra.sweep.dir={name}",
+        "hydra.sweeper.storage=sqlite:///studies/test.db",
+        *extra,
+        cwd=cwd,
     )
 
 
@@ -84,8 +94,15 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path)
 def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
     result = run_cli(
-        "resnet_lab.train", "-m", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=1",
-        "scheduler.max_lr=0.01,0.05,0.1", "hydra.sweep.dir=grid", cwd=tmp_path,
+        "resnet_lab.train",
+        "-m",
+        "data=image_folder",
+        f"data.root={tmp_path / 'im'}",
+        *TINY,
+        "trainer.epochs=1",
+        "scheduler.max_lr=0.01,0.05,0.1",
+        "hydra.sweep.dir=grid",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     summary_file = tmp_path / "grid" / "sweep_summary.json"
@@ -108,7 +125,11 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
 @pytest.mark.parametrize("sampler", ["random", "grid"])
 def test_other_samplers_by_override(tmp_path, sampler):
     result = sweep(
-        tmp_path, sampler, "hydra.sweeper.n_trials=2", f"hydra/sweeper/sampler={sampler}", f"hydra.sweeper.study_name={sampler}",
+        tmp_path,
+        sampler,
+        "hydra.sweeper.n_trials=2",
+        f"hydra/sweeper/sampler={sampler}",
+        f"hydra.sweeper.study_name={sampler}",
         "hparams_search.max_lr_bounds=[0.01,0.04]",
     )
     assert result.returncode == 0, result.stderr
@@ -171,8 +192,15 @@ def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
     for _ in range(2):
         result = run_cli(
-            "resnet_lab.train", "-m", "data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=1",
-            "scheduler.max_lr=0.05", "hydra.sweep.dir=multirun/same-${now:%Y}", cwd=tmp_path,
+            "resnet_lab.train",
+            "-m",
+            "data=image_folder",
+            f"data.root={tmp_path / 'im'}",
+            *TINY,
+            "trainer.epochs=1",
+            "scheduler.max_lr=0.05",
+            "hydra.sweep.dir=multirun/same-${now:%Y}",
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr
     year = sorted(p.name for p in (tmp_path / "multirun").iterdir())

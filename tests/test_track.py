@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY, compose_config, run_cli, write_image_folder
 
+from conftest import TINY, compose_config, run_cli
 from resnet_lab.config import validate
 from resnet_lab.explain import explain_misclassified
+from resnet_lab.job import JobContext
 from resnet_lab.track.offline_run import read_offline_run
 from resnet_lab.train.run import build_trainer, run_training
 
@@ -33,8 +34,16 @@ def metrics_rows(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_offline_wandb_run_holds_config_metrics_gallery_and_artifacts(image_root, tmp_path):
     result = run_cli(
-        "resnet_lab.train", *tiny_args(image_root), "logger=wandb", "explain=gradcam", "explain.n_images=6", "trainer.epochs=2",
-        "scheduler.max_lr=0.0001", "logger.tags=[ci,tiny]", "hydra.run.dir=run", cwd=tmp_path,
+        "resnet_lab.train",
+        *tiny_args(image_root),
+        "logger=wandb",
+        "explain=gradcam",
+        "explain.n_images=6",
+        "trainer.epochs=2",
+        "scheduler.max_lr=0.0001",
+        "logger.tags=[ci,tiny]",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     run = read_offline_run(tmp_path / "run")
@@ -64,7 +73,9 @@ def test_wandb_failing_to_start_leaves_training_and_files_intact(image_root, tmp
     os.environ.clear()
     os.environ.update({**env_free, "WANDB_CONFIG_DIR": str(tmp_path / "no-login")})
     try:
-        result = run_cli("resnet_lab.train", *tiny_args(image_root), "logger=wandb", "logger.mode=online", "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
+        result = run_cli(
+            "resnet_lab.train", *tiny_args(image_root), "logger=wandb", "logger.mode=online", "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path
+        )
     finally:
         os.environ.clear()
         os.environ.update(env_free)
@@ -77,12 +88,12 @@ def test_wandb_failing_to_start_leaves_training_and_files_intact(image_root, tmp
 
 def test_gallery_has_n_cells_with_real_overlays_and_leaves_the_model_as_found(image_root, tmp_path):
     cfg = compose_config([*tiny_args(image_root), "explain=gradcam", "explain.n_images=5", "explain.target_layer=layer2"])
-    trainer, classes, _ = build_trainer(cfg)
+    trainer, classes, _ = build_trainer(validate(cfg))
     model = trainer.model
     model.train()
     model.prep[0].weight.requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cells = explain_misclassified(model, trainer.eval_loader, classes, validate(cfg)["explain"], tmp_path)
+    cells = explain_misclassified(model, trainer.eval_loader, classes, validate(cfg).explain, tmp_path)
     assert len(cells) == 5
     for cell in cells:
         assert cell.image.shape == cell.overlay.shape == (32, 32, 3) and cell.image.dtype == cell.overlay.dtype
@@ -103,7 +114,7 @@ def test_unknown_target_layer_is_named(image_root, tmp_path):
 
     cfg = compose_config([*tiny_args(image_root), "explain=gradcam", "explain.target_layer=layer9"])
     with pytest.raises(ConfigError, match="layer9.*layer3.1"):
-        run_training(cfg, tmp_path / "run")
+        run_training(validate(cfg), JobContext(tmp_path / "run"))
     assert not (tmp_path / "run" / "metrics.csv").exists(), "refused before the first epoch"
 
 
@@ -130,7 +141,9 @@ def test_reproduce_gives_identical_metrics_and_an_override_changes_only_its_key(
 
 @pytest.mark.slow
 def test_reproduce_from_the_wandb_run_directory(image_root, tmp_path):
-    original = run_cli("resnet_lab.train", *tiny_args(image_root), "logger=wandb", "trainer.epochs=1", "trainer.deterministic=true", "hydra.run.dir=orig", cwd=tmp_path)
+    original = run_cli(
+        "resnet_lab.train", *tiny_args(image_root), "logger=wandb", "trainer.epochs=1", "trainer.deterministic=true", "hydra.run.dir=orig", cwd=tmp_path
+    )
     assert original.returncode == 0, original.stderr
     wandb_dir = next((tmp_path / "orig" / "wandb").glob("offline-run-*"))
     again = run_cli("resnet_lab.reproduce", str(wandb_dir), "logger=none", "hydra.run.dir=again", cwd=tmp_path)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BARE_ENV, REPO, TINY, compose_config, configured_model, run_cli, write_image_folder
 
+from conftest import BARE_ENV, TINY, compose_config, configured_model, run_cli, write_image_folder
+from resnet_lab.config import validate
+from resnet_lab.job import JobContext
 from resnet_lab.train.checkpoint import load_checkpoint
 from resnet_lab.train.run import run_training
 
@@ -27,10 +29,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
 
 def test_tiny_training_learns_the_synthetic_classes(tmp_path):
     root = write_image_folder(tmp_path / "im", train_per_class=64, test_per_class=20)
-    cfg = compose_config(
-        ["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=4", "scheduler.max_lr=0.05", "trainer.label_smoothing=0"]
-    )
-    accuracy = run_training(cfg, tmp_path / "run")
+    cfg = compose_config(["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=4", "scheduler.max_lr=0.05", "trainer.label_smoothing=0"])
+    accuracy = run_training(validate(cfg), JobContext(tmp_path / "run"))
     # 3 classes (chance 33%) told apart by colour and stripe direction: a working loop gets
     # nearly all 60 test images right; 80% leaves room for seed-to-seed wobble only.
     assert accuracy >= 0.8
@@ -102,8 +102,15 @@ def test_resume_without_a_checkpoint_is_one_clear_line(image_root, tmp_path):
 @pytest.mark.slow
 def test_multirun_makes_one_run_directory_per_job(image_root, tmp_path):
     result = run_cli(
-        "resnet_lab.train", "-m", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=1",
-        "scheduler.max_lr=0.01,0.05,0.1", "hydra.sweep.dir=sweep", cwd=tmp_path,
+        "resnet_lab.train",
+        "-m",
+        "data=image_folder",
+        f"data.root={image_root}",
+        *TINY,
+        "trainer.epochs=1",
+        "scheduler.max_lr=0.01,0.05,0.1",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
@@ -120,9 +127,19 @@ def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
     """A 1/4-width net, 5,000 training and 1,000 test images of the JPEG copy, 2 epochs on CPU.
     Chance is 10%; ~40% is typical here, so 25% separates "learns" from "does not" with margin."""
     cfg = compose_config(
-        ["data=image_folder", f"data.root={jpeg_root}", "model.width_multiplier=0.25", "trainer.device=cpu", "trainer.progress=false",
-         "trainer.epochs=2", "data.train_subset=5000", "data.test_subset=1000", "data.batch_size=128", "scheduler.max_lr=0.2"]
+        [
+            "data=image_folder",
+            f"data.root={jpeg_root}",
+            "model.width_multiplier=0.25",
+            "trainer.device=cpu",
+            "trainer.progress=false",
+            "trainer.epochs=2",
+            "data.train_subset=5000",
+            "data.test_subset=1000",
+            "data.batch_size=128",
+            "scheduler.max_lr=0.2",
+        ]
     )
-    accuracy = run_training(cfg, tmp_path / "run")
+    accuracy = run_training(validate(cfg), JobContext(tmp_path / "run"))
     print(f"JPEG-copy CPU test accuracy after 2 epochs: {accuracy:.4f}")
     assert accuracy >= 0.25

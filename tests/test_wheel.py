@@ -13,8 +13,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY, write_image_folder
 from omegaconf import OmegaConf
+
+from conftest import REPO, TINY, write_image_folder
 
 SOURCES = ("conf", "resnet_lab", "benchmarks", "setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md")
 
@@ -35,7 +36,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"
     subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)], check=True)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
 
@@ -62,8 +67,19 @@ def test_the_installed_wheel_composes_trains_and_takes_a_users_config_dir(instal
     # A user's recipe for batch 8 (the tiny test size): SGD's own peak LR is meant for batch 512.
     (user_conf / "experiment" / "mine.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 3\n  label_smoothing: 0.1\nscheduler:\n  max_lr: 0.05\n")
     images = write_image_folder(tmp_path / "images")
-    trained = run(installed, "-m", "resnet_lab.train", "--config-dir", str(user_conf), "experiment=mine", "data=image_folder", f"data.root={images}",
-                  *TINY, "hydra.run.dir=run", cwd=elsewhere)
+    trained = run(
+        installed,
+        "-m",
+        "resnet_lab.train",
+        "--config-dir",
+        str(user_conf),
+        "experiment=mine",
+        "data=image_folder",
+        f"data.root={images}",
+        *TINY,
+        "hydra.run.dir=run",
+        cwd=elsewhere,
+    )
     assert trained.returncode == 0, trained.stderr
     result = json.loads((elsewhere / "run" / "summary.json").read_text())
     saved = OmegaConf.load(elsewhere / "run" / ".hydra" / "config.yaml")

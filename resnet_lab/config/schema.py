@@ -18,8 +18,7 @@ from typing import Any, List, Optional, Union
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from resnet_lab.config.errors import ConfigError, require
-
+from resnet_lab.errors import ConfigError
 
 
 class HeadPool(str, Enum):
@@ -94,6 +93,12 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+def require(condition: bool, key: str, value: object, allowed: str) -> None:
+    """Raise `ConfigError("key=value: allowed")` unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
 def _probability(key: str, value: float) -> None:
@@ -315,7 +320,9 @@ class TrainerConfig:
 
     def check(self, key: str) -> None:
         if self.ema_lookahead:
-            require(self.ema_decay is not None, f"{key}.ema_lookahead", self.ema_lookahead, "false while ema_decay is null (Lookahead needs the average's decay)")
+            require(
+                self.ema_decay is not None, f"{key}.ema_lookahead", self.ema_lookahead, "false while ema_decay is null (Lookahead needs the average's decay)"
+            )
         if self.ema_decay is not None:
             require(0.0 < self.ema_decay < 1.0, f"{key}.ema_decay", self.ema_decay, "null (off) or a value in (0, 1)")
         require(self.ema_every >= 1, f"{key}.ema_every", self.ema_every, "an integer >= 1")
@@ -376,11 +383,21 @@ class HParamsSearchConfig:
         require(self.grid_points >= 2, f"{key}.grid_points", self.grid_points, "an integer >= 2")
         if self.max_lr_bounds is not None:
             bounds = self.max_lr_bounds
-            require(len(bounds) == 2 and 0 < bounds[0] < bounds[1], f"{key}.max_lr_bounds", bounds, "null (from the LR range test) or [low, high] with 0 < low < high")
+            require(
+                len(bounds) == 2 and 0 < bounds[0] < bounds[1],
+                f"{key}.max_lr_bounds",
+                bounds,
+                "null (from the LR range test) or [low, high] with 0 < low < high",
+            )
         require(self.lr_low_factor >= 1.0, f"{key}.lr_low_factor", self.lr_low_factor, "a factor >= 1 (low bound = suggestion / factor)")
         require(self.lr_high_factor >= 1.0, f"{key}.lr_high_factor", self.lr_high_factor, "a factor >= 1 (high bound = suggestion * factor)")
         _positive(f"{key}.weight_decay_low", self.weight_decay_low)
-        require(self.weight_decay_high > self.weight_decay_low, f"{key}.weight_decay_high", self.weight_decay_high, f"a value > weight_decay_low={self.weight_decay_low}")
+        require(
+            self.weight_decay_high > self.weight_decay_low,
+            f"{key}.weight_decay_high",
+            self.weight_decay_high,
+            f"a value > weight_decay_low={self.weight_decay_low}",
+        )
 
 
 class LoggerKind(str, Enum):
@@ -468,8 +485,33 @@ def allowed_keys(schema_name: str) -> list[str]:
     return []
 
 
-def validate(cfg: DictConfig) -> dict[str, Any]:
-    """Check every group's ranges; returns the typed objects keyed by group."""
+@dataclass(frozen=True)
+class RunConfig:
+    """A composed config after validation: each group as its typed schema object. Entry points
+    build it once (`validate`) and hand it, or the one group a function needs, downwards;
+    nothing below them reads Hydra or validates again."""
+
+    model: ModelConfig
+    data: DataConfig
+    augmentation: AugmentationConfig
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    trainer: TrainerConfig
+    lr_finder: LRFinderConfig
+    logger: LoggerConfig
+    explain: ExplainConfig
+    hparams_search: Optional[HParamsSearchConfig]
+    resume_from: Optional[str]
+    reproduced_from: Optional[str]
+    composed: DictConfig  # as Hydra composed it: what checkpoints and trackers record
+
+    def resolved(self) -> dict[str, Any]:
+        """The composed config as plain values (enums by name): for files and trackers."""
+        return OmegaConf.to_container(self.composed, resolve=True, enum_to_str=True)
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Check every group's ranges and cross-key rules; returns the typed config."""
     known = GROUPS + tuple(OPTIONAL_SCHEMAS) + TOP_LEVEL_KEYS
     unknown = sorted(set(cfg) - set(known) - {"hydra"})
     if unknown:
@@ -486,7 +528,8 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     size = typed["data"].image_size
     padding = typed["augmentation"].crop_padding
     require(padding < size, "augmentation.crop_padding", padding, f"an integer below data.image_size={size}")
-    return typed
+    typed.setdefault("hparams_search", None)
+    return RunConfig(**typed, resume_from=cfg.get("resume_from"), reproduced_from=cfg.get("reproduced_from"), composed=cfg)
 
 
 register_schemas()

@@ -16,13 +16,15 @@ from typing import Callable
 import torch
 
 from resnet_lab.files import atomic_write
+from resnet_lab.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 Decoded = tuple[torch.Tensor, torch.Tensor]
 
-_memo: dict[str, Decoded] = {}
+# A job needs its train and evaluation splits; two data settings' worth stay.
+DECODED: ProcessCache[Decoded] = ProcessCache("decoded images", capacity=4)
 
 
 def fingerprint(files: list[Path], *extra: object) -> str:
@@ -48,9 +50,9 @@ def cache_folder(root: Path, cache_dir: str | None) -> Path:
 def load_or_decode(folder: Path, name: str, key: str, decode: Callable[[], Decoded]) -> Decoded:
     """Memo, then disk, then `decode()` (whose result is written atomically for next time)."""
     path = folder / f"{name}-{key}.pt"
-    memo_key = str(path)
-    if memo_key in _memo:
-        return _memo[memo_key]
+    memo = DECODED.get(str(path))
+    if memo is not None:
+        return memo
     decoded = _read(path)
     if decoded is None:
         decoded = decode()
@@ -59,8 +61,7 @@ def load_or_decode(folder: Path, name: str, key: str, decode: Callable[[], Decod
                 torch.save({"images": decoded[0], "labels": decoded[1]}, handle)
         except OSError as error:
             log.warning("could not write the data cache %s (%s); decoding again next run", path, error)
-    _memo[memo_key] = decoded
-    return decoded
+    return DECODED.put(str(path), decoded)
 
 
 def _read(path: Path) -> Decoded | None:

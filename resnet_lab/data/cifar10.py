@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_lab.config.errors import ConfigError
+from resnet_lab.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -38,12 +38,12 @@ def ensure_available(root: Path, download: bool) -> None:
         try:
             CIFAR10(str(root), train=True, download=True)
         except Exception as error:
-            raise ConfigError(
+            raise DataError(
                 f"could not download CIFAR-10 into data.root={root} ({type(error).__name__}: {error}); "
                 "offline, use data=image_folder data.root=<dir with train/ and test/> (e.g. the JPEG copy)"
             ) from error
         return
-    raise ConfigError(
+    raise DataError(
         f"CIFAR-10 python batches not found: {folder} lacks {', '.join(missing)} (data.root={root}); "
         "set data.download=true with internet, or use data=image_folder data.root=<dir with train/ and test/>"
     )
@@ -61,7 +61,7 @@ def read_split(root: Path, split: str, image_size: int) -> tuple[torch.Tensor, t
         entry = _unpickle(path)
         data = np.asarray(entry["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * image_size * image_size:
-            raise ConfigError(f"{path}: rows of {data.shape[-1]} values, expected 3*{image_size}*{image_size} (data.image_size={image_size})")
+            raise DataError(f"{path}: rows of {data.shape[-1]} values, expected 3*{image_size}*{image_size} (data.image_size={image_size})")
         images.append(data.reshape(-1, 3, image_size, image_size))
         labels.append(np.asarray(entry["labels"], dtype=np.int64))
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
@@ -72,7 +72,7 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as handle:
             entry = pickle.load(handle, encoding="latin1")
     except Exception as error:
-        raise ConfigError(f"unreadable CIFAR-10 batch file {path}: {type(error).__name__}: {error}") from error
+        raise DataError(f"unreadable CIFAR-10 batch file {path}: {type(error).__name__}: {error}") from error
     if not isinstance(entry, dict):
-        raise ConfigError(f"unreadable CIFAR-10 batch file {path}: not a pickled dict")
+        raise DataError(f"unreadable CIFAR-10 batch file {path}: not a pickled dict")
     return entry

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import DataConfig, DataFormat
 from resnet_lab.data import cifar10, image_folder
 from resnet_lab.data.cache import Decoded, cache_folder, fingerprint, load_or_decode
+from resnet_lab.errors import ConfigError
+from resnet_lab.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 READ_MESSAGE = "data: read the splits of %s onto %s (later jobs of this process reuse them)"
@@ -56,7 +57,7 @@ def load_splits(cfg: DataConfig, root: Path) -> Splits:
     )
 
 
-_resident: dict[tuple, Splits] = {}  # at most one entry: the splits of the latest job, on its device
+RESIDENT: ProcessCache[Splits] = ProcessCache("resident splits", capacity=1)  # the latest job's, on its device
 
 
 def resident_splits(cfg: DataConfig, root: Path, device: torch.device) -> Splits:
@@ -66,16 +67,22 @@ def resident_splits(cfg: DataConfig, root: Path, device: torch.device) -> Splits
     So files changed while the process runs are seen only by the next process. One entry is kept,
     so a multirun over data settings holds one copy at a time."""
     key = (str(root), cfg.format, cfg.image_size, cfg.split_seed, cfg.val_fraction, cfg.train_subset, cfg.test_subset, str(device))
-    if key not in _resident:
-        _resident.clear()
+    resident = RESIDENT.get(key)
+    if resident is None:
+        RESIDENT.reset()  # the previous splits leave the device before the next ones arrive
         log.info(READ_MESSAGE, root, device)
         splits = load_splits(cfg, root)
-        _resident[key] = replace(
-            splits,
-            train_images=splits.train_images.to(device), train_labels=splits.train_labels.to(device),
-            eval_images=splits.eval_images.to(device), eval_labels=splits.eval_labels.to(device),
+        resident = RESIDENT.put(
+            key,
+            replace(
+                splits,
+                train_images=splits.train_images.to(device),
+                train_labels=splits.train_labels.to(device),
+                eval_images=splits.eval_images.to(device),
+                eval_labels=splits.eval_labels.to(device),
+            ),
         )
-    return _resident[key]
+    return resident
 
 
 def ensure_readable(cfg: DataConfig, root: Path) -> None:

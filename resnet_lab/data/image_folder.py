@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resnet_lab.config.errors import ConfigError
+from resnet_lab.errors import ConfigError, DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
@@ -27,16 +27,14 @@ def list_classes(root: Path) -> list[str]:
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir():
-            raise ConfigError(f"{folder} is missing: data=image_folder needs {root}/train/<class>/ and {root}/test/<class>/")
+            raise DataError(f"{folder} is missing: data=image_folder needs {root}/train/<class>/ and {root}/test/<class>/")
         found[split] = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not found[split]:
-            raise ConfigError(f"{folder} has no class folders; expected {folder}/<class>/<image>")
+            raise DataError(f"{folder} has no class folders; expected {folder}/<class>/<image>")
     only_train = sorted(set(found["train"]) - set(found["test"]))
     only_test = sorted(set(found["test"]) - set(found["train"]))
     if only_train or only_test:
-        raise ConfigError(
-            f"classes differ between {root}/train and {root}/test: only in train: {only_train or 'none'}, only in test: {only_test or 'none'}"
-        )
+        raise DataError(f"classes differ between {root}/train and {root}/test: only in train: {only_train or 'none'}, only in test: {only_test or 'none'}")
     return found["train"]
 
 
@@ -46,7 +44,7 @@ def list_files(root: Path, split: str, classes: list[str]) -> list[tuple[Path, i
         folder = root / split / name
         images = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
         if not images:
-            raise ConfigError(f"empty class folder {folder}: no {'/'.join(EXTENSIONS)} images")
+            raise DataError(f"empty class folder {folder}: no {'/'.join(EXTENSIONS)} images")
         files += [(path, label) for path in images]
     return files
 
@@ -61,9 +59,9 @@ def decode(files: list[tuple[Path, int]], image_size: int, workers: int = 8) -> 
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))
         except Exception as error:
-            raise ConfigError(f"unreadable image {path}: {type(error).__name__}: {error}") from error
+            raise DataError(f"unreadable image {path}: {type(error).__name__}: {error}") from error
         if pixels.shape[:2] != (image_size, image_size):
-            raise ConfigError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]}, expected {image_size}x{image_size} (data.image_size)")
+            raise DataError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]}, expected {image_size}x{image_size} (data.image_size)")
         images[index] = pixels
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

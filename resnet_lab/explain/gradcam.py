@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import GallerySelect, GradCAMConfig
 from resnet_lab.data.loader import DeviceLoader
+from resnet_lab.errors import ConfigError
 from resnet_lab.files import atomic_write, write_json
 from resnet_lab.plotting import pyplot
 
@@ -112,9 +112,7 @@ def select_mistakes(predicted: torch.Tensor, confidence: torch.Tensor, true: tor
     return chosen
 
 
-def explain_misclassified(
-    model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: GradCAMConfig, out_dir: Path
-) -> list[GalleryCell]:
+def explain_misclassified(model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: GradCAMConfig, out_dir: Path) -> list[GalleryCell]:
     """Writes misclassified_gradcam.png, misclassified.json and confusion_matrix.png."""
     # grad-cam brings torchvision and scikit-learn (about 4 s of imports): loaded only here, so
     # that runs with explain=none, sweeps' refused settings and --help never pay for it.

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch_lr_finder import LRFinder
 from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import LRFinderConfig, StepMode, Suggestion
 from resnet_lab.data.loader import DeviceLoader
+from resnet_lab.errors import ConfigError
 from resnet_lab.files import write_json
+from resnet_lab.optim.group_spec import GroupSpec
 from resnet_lab.plotting import pyplot
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,11 @@ def _in_group_units(optimizer: torch.optim.Optimizer, *_) -> None:
     coefficient rescaled at every step would pile up in the momentum buffer as the LR climbs.
     The finder's closed-form schedule sets the plain LR again after the step."""
     for group in optimizer.param_groups:
-        group["lr"] *= group.get("lr_scale", 1.0)
-        if "sgd_decoupled_decay" in group:
+        spec = GroupSpec.of(group)
+        group["lr"] *= spec.lr_scale
+        if spec.decoupled_decay is not None:
             group["weight_decay"] = 0.0
-            shrink = group["sgd_decoupled_decay"] * group["lr_scale"] / (1 - group["momentum"])
+            shrink = spec.decoupled_decay * spec.lr_scale / (1 - group["momentum"])
             torch._foreach_mul_(group["params"], 1 - shrink)
 
 

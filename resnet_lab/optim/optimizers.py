@@ -1,9 +1,6 @@
-"""Instantiate the configured torch optimizer over the model's parameter groups.
-
-Groups may carry two keys of our own, read by the schedules and the LR range test: `lr_scale`
-(the group's LR is scheduler.max_lr times it) and, with decoupled SGD, `sgd_decoupled_decay`
-(the decay per step at the peak, over `lr_scale`; the torch coefficient is it over the LR).
-"""
+"""Instantiate the configured torch optimizer over the model's parameter groups, each carrying
+its `GroupSpec` (its LR scale and, with decoupled SGD, its decay per step) for the schedules,
+the loop and the LR range test."""
 
 from __future__ import annotations
 
@@ -15,6 +12,7 @@ from torch import nn
 
 from resnet_lab.config.schema import OptimizerImplementation
 from resnet_lab.config.targets import build
+from resnet_lab.optim.group_spec import GroupSpec
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, norm_bias_lr_scale: float = 1.0) -> list[dict[str, Any]]:
@@ -28,7 +26,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias:
     decay = [p for p in params if p.ndim > 1]
     exempt = [p for p in params if p.ndim <= 1]
     exempt_decay = weight_decay / norm_bias_lr_scale if decay_norm_and_bias else 0.0
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": exempt_decay, "lr_scale": norm_bias_lr_scale}]
+    return [{"params": decay, "weight_decay": weight_decay}, GroupSpec(lr_scale=norm_bias_lr_scale).apply_to({"params": exempt, "weight_decay": exempt_decay})]
 
 
 def implementation_options(implementation: OptimizerImplementation, model: nn.Module) -> dict[str, bool]:
@@ -66,9 +64,10 @@ def build_optimizer(cfg: DictConfig, model: nn.Module, lr: float, batch_size: in
     factory = build(options)
     groups = parameter_groups(model, weight_decay, decay_norm_and_bias, norm_bias_lr_scale)
     for group in groups:
+        spec = GroupSpec.of(group)
         if decoupled:
-            group["lr_scale"] = group.get("lr_scale", 1.0) * decoupled_lr_scale(float(options["momentum"]), batch_size)
-            group["sgd_decoupled_decay"] = group["weight_decay"]
+            spec = GroupSpec(spec.lr_scale * decoupled_lr_scale(float(options["momentum"]), batch_size), decoupled_decay=group["weight_decay"])
             group["weight_decay"] = group["weight_decay"] / lr
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        spec.apply_to(group)
+        group["lr"] = lr * spec.lr_scale
     return factory(groups, lr=lr)

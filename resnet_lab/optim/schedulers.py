@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 
 import torch
-from resnet_lab.config.errors import ConfigError
-from resnet_lab.config.targets import build
 from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from resnet_lab.config.targets import build
+from resnet_lab.errors import ConfigError
+from resnet_lab.optim.group_spec import GroupSpec
 
 
 def one_cycle(
@@ -35,7 +37,7 @@ def one_cycle(
         )
     return OneCycleLR(
         optimizer,
-        max_lr=[max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
+        max_lr=[max_lr * GroupSpec.of(group).lr_scale for group in optimizer.param_groups],
         total_steps=total_steps,
         pct_start=pct_start,
         div_factor=div_factor,
@@ -45,9 +47,7 @@ def one_cycle(
     )
 
 
-def cosine(
-    optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, warmup_epochs: float, min_lr: float
-) -> LRScheduler:
+def cosine(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float, warmup_epochs: float, min_lr: float) -> LRScheduler:
     total = steps_per_epoch * epochs
     warmup = round(warmup_epochs * steps_per_epoch)
     floor = min_lr / max_lr
@@ -75,7 +75,7 @@ def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: fl
 def _set_lr(optimizer: Optimizer, lr: float) -> None:
     """The peak LR on every group, times the group's `lr_scale` (optimizer.norm_bias_lr_scale)."""
     for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = group["initial_lr"] = lr * GroupSpec.of(group).lr_scale
 
 
 def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:

@@ -31,10 +31,10 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from resnet_lab.messages import one_line
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import HParamsSearchConfig
+from resnet_lab.errors import ConfigError
 from resnet_lab.files import write_json
+from resnet_lab.messages import one_line
 from resnet_lab.secrets import has_secret, mask_secrets
 from resnet_lab.sweep.report import from_study, write_report
 
@@ -100,7 +100,7 @@ class TrialRecordingLauncher(Launcher):
         for handle, result in zip(handles, returns):
             if result.status is JobStatus.FAILED:
                 try:
-                    result.return_value
+                    result.return_value  # noqa: B018  (the property re-raises the job's exception)
                 except Exception as error:
                     _tag(handle, "fail_reason", one_line(error))
         return returns
@@ -117,6 +117,12 @@ def _tag(handle: optuna.trial.Trial | None, key: str, value: object) -> None:
 
 
 class ResumableOptunaSweeper(OptunaSweeper):
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        from resnet_lab.sweep.recording_impl import TrialRecordingImpl
+
+        self.sweeper = TrialRecordingImpl.from_plugin(self.sweeper)
+
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from resnet_lab.sweep.storage import absolute_storage, open_storage
 
@@ -127,15 +133,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
             self.storage_url = mask_secrets(self.storage_url)
         _mask_storage_secret(config)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        launcher = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
-        impl.launcher = launcher
-        configure = impl._configure_trials
-
-        def configure_and_remember(trials: list[optuna.trial.Trial], *args: Any, **kwargs: Any) -> Any:
-            launcher.pending = list(trials)
-            return configure(trials, *args, **kwargs)
-
-        impl._configure_trials = configure_and_remember
+        impl.launcher = impl.recorder = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
 
     def sweep(self, arguments: list[str]) -> None:
         import optuna
@@ -146,9 +144,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         search.check("hparams_search")
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(
-            study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, direction="maximize", load_if_exists=True
-        )
+        study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
 
         if search.max_lr_bounds:
             low, high = search.max_lr_bounds
@@ -159,9 +155,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
         space = {
             "scheduler.max_lr": _log_space(low, high, search.grid_points if self._is_grid() else None),
-            "optimizer.weight_decay": _log_space(
-                search.weight_decay_low, search.weight_decay_high, search.grid_points if self._is_grid() else None
-            ),
+            "optimizer.weight_decay": _log_space(search.weight_decay_low, search.weight_decay_high, search.grid_points if self._is_grid() else None),
         }
         _keep_one_search_space(study, space)
         if suggestion is not None and SUGGESTION_ATTR not in study.user_attrs:
@@ -196,12 +190,16 @@ class ResumableOptunaSweeper(OptunaSweeper):
             in_flight = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
             remaining = total - finished - in_flight
             if launched == 0 or remaining <= 0:
-                log.info("study %s: %d finished, %d running elsewhere, of %d; launching %d more", impl.study_name, finished, in_flight, total, max(0, remaining))
+                log.info(
+                    "study %s: %d finished, %d running elsewhere, of %d; launching %d more", impl.study_name, finished, in_flight, total, max(0, remaining)
+                )
             if remaining <= 0 and launched == 0:
                 log.warning(
                     "nothing to run: study '%s' already has %d of hydra.sweeper.n_trials=%d trials. To continue it, raise "
                     "hydra.sweeper.n_trials; to start a new study, set hydra.sweeper.study_name to a new name",
-                    impl.study_name, finished + in_flight, total,
+                    impl.study_name,
+                    finished + in_flight,
+                    total,
                 )
             if remaining <= 0:
                 break
@@ -263,11 +261,12 @@ class ResumableOptunaSweeper(OptunaSweeper):
             value = float(study.user_attrs[SUGGESTION_ATTR])
             log.info("reusing the study's LR-finder suggestion %.4g", value)
             return value
+        from resnet_lab.config import validate
         from resnet_lab.train.lr_auto import run_range_test
 
         config = self.sweeper.config
         task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-        return run_range_test(task_config, sweep_dir / "lr_finder").suggestion
+        return run_range_test(validate(task_config), sweep_dir / "lr_finder").suggestion
 
     def _reseed(self, config: DictConfig, offset: int) -> None:
         """A continued study must not replay the first invocation's random draws."""

@@ -14,7 +14,7 @@ from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 from omegaconf import OmegaConf
 
-from resnet_lab.config.errors import ConfigError
+from resnet_lab.errors import ConfigError
 
 # Keys of ray.remote options and the node resource each one draws on.
 _RESOURCE_OF = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}

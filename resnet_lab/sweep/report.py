@@ -7,14 +7,13 @@ import csv
 import io
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from resnet_lab.config.errors import ConfigError
+from resnet_lab.errors import ConfigError
 from resnet_lab.files import atomic_write, write_json
 from resnet_lab.plotting import pyplot
 
@@ -41,13 +40,18 @@ class SweepReport:
     trials: list[TrialRecord]
     lr_suggestion: float | None = None
     study: dict[str, Any] = field(default_factory=dict)
+    direction: str = "maximize"  # the study's (hydra.sweeper.direction); grid multiruns maximise accuracy
 
     @property
     def complete(self) -> list[TrialRecord]:
         return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
 
+    def better(self, a: float, b: float) -> float:
+        return max(a, b) if self.direction == "maximize" else min(a, b)
+
     def best(self) -> TrialRecord | None:
-        return max(self.complete, key=lambda t: t.value, default=None)
+        pick = max if self.direction == "maximize" else min
+        return pick(self.complete, key=lambda t: t.value, default=None)
 
 
 def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
@@ -66,7 +70,8 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
         for t in study.get_trials(deepcopy=False)
         if t.user_attrs.get("run_dir") and Path(t.user_attrs["run_dir"]).parent == here
     ]
-    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name})
+    direction = study.directions[0].name.lower()  # several objectives: the report ranks by the first
+    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction)
 
 
 def from_job_dirs(sweep_dir: Path) -> SweepReport:
@@ -156,9 +161,9 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
     done = sorted(report.complete, key=lambda t: t.number)
     if done:
         axis.scatter([t.number for t in done], [100 * t.value for t in done], label="trial accuracy")
-        running, best = [], -math.inf
+        running, best = [], done[0].value
         for t in done:
-            best = max(best, t.value)
+            best = report.better(best, t.value)
             running.append(100 * best)
         axis.step([t.number for t in done], running, where="post", color="tab:red", label="best so far")
     failed = [t for t in report.trials if t.state == "FAIL"]
@@ -175,9 +180,7 @@ def _plot_lr_wd(report: SweepReport, path: Path) -> Path | None:
     done = [t for t in report.complete if LR_KEY in t.params and WD_KEY in t.params]
     figure, axis = plt.subplots(figsize=(7, 4.5))
     if done:
-        points = axis.scatter(
-            [t.params[LR_KEY] for t in done], [t.params[WD_KEY] for t in done], c=[100 * t.value for t in done], cmap="viridis", s=60
-        )
+        points = axis.scatter([t.params[LR_KEY] for t in done], [t.params[WD_KEY] for t in done], c=[100 * t.value for t in done], cmap="viridis", s=60)
         figure.colorbar(points, ax=axis, label="final eval accuracy (%)")
     failed = [t for t in report.trials if t.state == "FAIL" and LR_KEY in t.params]
     if failed:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_lab.config.errors import ConfigError
+from resnet_lab.errors import DataError
 
 _BLOCK = 32 * 1024
 _HEADER = 7
@@ -76,16 +76,16 @@ def read_offline_run(location: Path) -> OfflineRun:
 
     path = find_transaction_log(location)
     if path is None:
-        raise ConfigError(f"no W&B run log (run-*.wandb) in {location} or {location}/wandb/offline-run-*/")
+        raise DataError(f"no W&B run log (run-*.wandb) in {location} or {location}/wandb/offline-run-*/")
     if not path.read_bytes().startswith(b":W&B"):
-        raise ConfigError(f"{path} is not a W&B run log")
+        raise DataError(f"{path} is not a W&B run log")
     run = OfflineRun(path)
     for raw in _chunks(path.read_bytes()):
         record = pb.Record()
         try:
             record.ParseFromString(raw)
         except Exception as error:
-            raise ConfigError(f"{path} is damaged ({type(error).__name__}: {error})") from error
+            raise DataError(f"{path} is damaged ({type(error).__name__}: {error})") from error
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})

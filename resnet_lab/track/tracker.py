@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from resnet_lab.config.schema import LoggerConfig, LoggerKind
-from resnet_lab.secrets import mask_secrets
+from resnet_lab.job import JobContext
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,21 +137,11 @@ class Tracker:
             log.debug("W&B run could not be finished after a tracking failure", exc_info=True)
 
 
-def build_tracker(cfg: LoggerConfig, run_dir: Path, config: dict, job_type: str) -> Tracker:
+def build_tracker(cfg: LoggerConfig, job: JobContext, config: dict, job_type: str) -> Tracker:
     """Names the run after the job's overrides and groups multirun/sweep jobs by sweep directory."""
-    name, group = "default", None
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-        name = hydra_cfg.job.override_dirname or "default"
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            group = str(hydra_cfg.sweep.dir)
-        config = {**config, "overrides": [mask_secrets(o) for o in hydra_cfg.overrides.task]}
-    except ValueError:
-        pass
-    tracker = Tracker.start(cfg, run_dir, config, job_type, name, group)
-    if group is not None:
-        tracker.link_into(Path(group) / "wandb")
+    group = None if job.sweep_dir is None else str(job.sweep_dir)
+    config = {**config, "overrides": list(job.overrides)}
+    tracker = Tracker.start(cfg, job.run_dir, config, job_type, job.name, group)
+    if job.sweep_dir is not None:
+        tracker.link_into(job.sweep_dir / "wandb")
     return tracker

@@ -4,21 +4,20 @@ torchrun with trainer.strategy=ddp, one run over several processes."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from resnet_lab.cli import run_app
 from resnet_lab.config import validate
+from resnet_lab.job import JobContext
 from resnet_lab.train.torchrun import process_group
 
 
 def train(cfg: DictConfig) -> float:
-    validate(cfg)  # a bad setting is refused before torch and the data are loaded
+    run = validate(cfg)  # a bad setting is refused before torch and the data are loaded
     from resnet_lab.train.run import run_training
 
-    return run_training(cfg, Path(HydraConfig.get().runtime.output_dir))
+    return run_training(run, JobContext.from_hydra())
 
 
 def main() -> None:

@@ -19,17 +19,13 @@ from typing import Any
 import torch
 
 from resnet_lab.config import schema
-from resnet_lab.config.errors import ConfigError
+from resnet_lab.errors import DataError, UnsafeCheckpointError
 from resnet_lab.files import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
 _CONFIG_ENUMS = [value for value in vars(schema).values() if isinstance(value, type) and issubclass(value, Enum) and value.__module__ == schema.__name__]
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
-class UnsafeCheckpointError(ConfigError):
-    """The file holds objects whose loading could run code; it is never unpickled."""
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -47,7 +43,7 @@ def resolve_checkpoint(location: str | Path) -> Path:
     if path.is_dir():
         path = path / "checkpoints" / LAST
     if not path.is_file():
-        raise ConfigError(f"no checkpoint at {path}; pass a run directory with checkpoints/{LAST} or a .pt file")
+        raise DataError(f"no checkpoint at {path}; pass a run directory with checkpoints/{LAST} or a .pt file")
     return path
 
 
@@ -67,7 +63,7 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as error:
         raise _damaged(path, error) from error
     if not isinstance(state, dict) or "trainer" not in state:
-        raise ConfigError(f"checkpoint {path} is not a resnet_lab checkpoint (no trainer state)")
+        raise DataError(f"checkpoint {path} is not a resnet_lab checkpoint (no trainer state)")
     state["config"] = plain(state.get("config", {}))
     return state
 
@@ -83,8 +79,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _damaged(path: Path, error: BaseException) -> ConfigError:
-    return ConfigError(
-        f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error}); "
-        "trainer.resume_fallback_best=true resumes from best.pt instead"
+def _damaged(path: Path, error: BaseException) -> DataError:
+    return DataError(
+        f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error}); trainer.resume_fallback_best=true resumes from best.pt instead"
     )

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from resnet_lab.config.schema import CompileMode
+from resnet_lab.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
-_cache: dict[str, tuple[nn.Module, nn.Module]] = {}
+COMPILED: ProcessCache[tuple[nn.Module, nn.Module]] = ProcessCache("compiled model", capacity=1)  # one architecture at a time
 
 
 def compile_mode(setting: CompileMode, device: torch.device) -> str | None:
@@ -41,13 +42,12 @@ def compiled_model(model: nn.Module, mode: str, identity: dict[str, Any]) -> tup
     the compiled code depends on (architecture, device, memory format); equal identities share
     one compiled module."""
     key = json.dumps({**identity, "mode": mode}, sort_keys=True, default=str)
-    cached = _cache.get(key)
+    cached = COMPILED.get(key)
     if cached is None:
-        _cache.clear()  # one architecture at a time: release the previous one's memory
+        COMPILED.reset()  # release the previous architecture's memory before compiling the next
         # Static shapes: the training and evaluation batch sizes each get their own specialised
         # code (two compiles) instead of one slower shape-generic version.
-        cached = (model, torch.compile(model, mode=mode, dynamic=False))
-        _cache[key] = cached
+        cached = COMPILED.put(key, (model, torch.compile(model, mode=mode, dynamic=False)))
         log.info("torch.compile (mode %s): compiling on the first steps; later jobs in this process reuse it", mode)
         return cached
     plain, compiled = cached

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
 from resnet_lab.augment import build_augment
-from resnet_lab.config import ConfigError, validate
+from resnet_lab.config import ConfigError, RunConfig
 from resnet_lab.config.schema import AUTO
 from resnet_lab.config.targets import build
 from resnet_lab.data import DeviceLoader, resident_splits
@@ -38,25 +38,30 @@ class Components:
     compiled: nn.Module | None = None  # `model` under torch.compile, shared with earlier jobs (one process only)
 
 
-def build_components(cfg: DictConfig) -> Components:
-    typed = validate(cfg)
-    trainer_cfg, data_cfg = typed["trainer"], typed["data"]
-    auto_lr = cfg.scheduler.max_lr == AUTO and not cfg.lr_finder.file
+def build_components(run: RunConfig, slot: tuple[int, int] | None = None) -> Components:
+    """`slot`: this job's (number, jobs at once) under a parallel launcher, which pins its device."""
+    trainer_cfg, data_cfg = run.trainer, run.data
+    auto_lr = run.scheduler.max_lr == AUTO and not run.lr_finder.file
     world = check_strategy(trainer_cfg.strategy, data_cfg.batch_size, data_cfg.eval_batch_size, data_cfg.drop_last, auto_lr)
-    device = ddp_device(select_device(trainer_cfg), world) if world is not None else place_job(select_device(trainer_cfg))
+    device = ddp_device(select_device(trainer_cfg), world) if world is not None else place_job(select_device(trainer_cfg), slot)
     seed_everything(trainer_cfg.seed, trainer_cfg.deterministic)
 
     splits = resident_splits(data_cfg, Path(to_absolute_path(data_cfg.root)), device)
-    num_classes = cfg.model.num_classes or splits.num_classes
+    num_classes = run.model.num_classes or splits.num_classes
     if num_classes != splits.num_classes:
         raise ConfigError(f"model.num_classes={num_classes} is not allowed: the data has {splits.num_classes} classes (use null)")
-    model = build(cfg.model, num_classes=num_classes)
+    model = build(run.composed.model, num_classes=num_classes)
     channels_last = trainer_cfg.channels_last and device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     mode = compile_mode(trainer_cfg.compile, device)
     compiled = None
     if mode is not None and world is None:
-        identity = {"model": OmegaConf.to_container(cfg.model, resolve=True), "classes": num_classes, "device": str(device), "channels_last": channels_last}
+        identity = {
+            "model": OmegaConf.to_container(run.composed.model, resolve=True),
+            "classes": num_classes,
+            "device": str(device),
+            "channels_last": channels_last,
+        }
         model, compiled = compiled_model(model, mode, identity)
 
     shard = dict(rank=world.rank, world=world.size) if world is not None else {}
@@ -67,8 +72,8 @@ def build_components(cfg: DictConfig) -> Components:
         data_cfg.batch_size,
         shuffle=True,
         drop_last=data_cfg.drop_last,
-        augment=build_augment(typed["augmentation"]),
-        alternate_flip=typed["augmentation"].alternate_flip,
+        augment=build_augment(run.augmentation),
+        alternate_flip=run.augmentation.alternate_flip,
         seed=trainer_cfg.seed,
         **loader_options,
     )

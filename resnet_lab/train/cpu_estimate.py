@@ -37,5 +37,9 @@ class CpuEstimate:
             total = per_step * self.total_steps
             log.warning(
                 "%s: training on the CPU at %.2f s per step; the whole run (%d steps) takes about %s%s",
-                self.why, per_step, self.total_steps, duration(total), f". {QUICK_RECIPE}" if total > LONG_S else "",
+                self.why,
+                per_step,
+                self.total_steps,
+                duration(total),
+                f". {QUICK_RECIPE}" if total > LONG_S else "",
             )

@@ -9,8 +9,8 @@ import os
 import torch
 import torch.distributed as dist
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import Strategy
+from resnet_lab.errors import ConfigError
 from resnet_lab.train.placement import pin
 from resnet_lab.train.torchrun import World, world
 
@@ -21,12 +21,12 @@ def check_strategy(strategy: Strategy, batch_size: int, eval_batch_size: int, dr
     current = world()
     if strategy == Strategy.ddp:
         if not current.launched:
-            raise ConfigError(
-                "trainer.strategy='ddp' needs torchrun: torchrun --standalone --nproc_per_node=<N> -m resnet_lab.train trainer.strategy=ddp ..."
-            )
+            raise ConfigError("trainer.strategy='ddp' needs torchrun: torchrun --standalone --nproc_per_node=<N> -m resnet_lab.train trainer.strategy=ddp ...")
         for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
             if value % current.size:
-                raise ConfigError(f"{key}={value} is not allowed with {current.size} ddp processes: the global batch must divide evenly (a multiple of {current.size})")
+                raise ConfigError(
+                    f"{key}={value} is not allowed with {current.size} ddp processes: the global batch must divide evenly (a multiple of {current.size})"
+                )
         if not drop_last:
             raise ConfigError("data.drop_last=false is not allowed with trainer.strategy=ddp: every rank must train the same number of full batches")
         if auto_lr:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.config.schema import Device, Precision, TrainerConfig
+from resnet_lab.errors import ConfigError
 
 
 def select_device(cfg: TrainerConfig) -> torch.device:
@@ -46,9 +46,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def git_commit() -> str | None:
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
-        )
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None

@@ -15,17 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from resnet_lab.config.errors import ConfigError
 from resnet_lab.augment.tta import tta_logits
 from resnet_lab.config.schema import TTAMode
 from resnet_lab.data.loader import DeviceLoader
+from resnet_lab.errors import DivergedError
+from resnet_lab.optim.group_spec import GroupSpec
 from resnet_lab.train.compiled import uses_cuda_graphs
-from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.distributed import all_min, all_sum, any_rank, broadcast_buffers
-
-
-class DivergedError(ConfigError):
-    """The training loss became NaN or infinite: a setting (usually the LR) is too aggressive."""
+from resnet_lab.train.ema import WeightAverage
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -153,14 +150,21 @@ class Trainer:
         if progress is None:
             zeros = dict(device=self.device)
             progress = EpochProgress(
-                epoch, self.train_loader.new_order(), 0, torch.zeros((), **zeros), torch.zeros((), dtype=torch.int64, **zeros),
+                epoch,
+                self.train_loader.new_order(),
+                0,
+                torch.zeros((), **zeros),
+                torch.zeros((), dtype=torch.int64, **zeros),
                 torch.full((), -1, dtype=torch.int64, **zeros),
             )
         start = time.perf_counter()
         batches = tqdm(
             self.train_loader.batches(progress.order, progress.next_batch),
-            desc=f"epoch {epoch}/{epochs}", leave=False, disable=None if self.show_progress else True,
-            initial=progress.next_batch, total=len(self.train_loader),
+            desc=f"epoch {epoch}/{epochs}",
+            leave=False,
+            disable=None if self.show_progress else True,
+            initial=progress.next_batch,
+            total=len(self.train_loader),
         )
         for index, (images, labels) in enumerate(batches, start=progress.next_batch):
             if self.cuda_graphs:
@@ -176,7 +180,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             first_group = self.optimizer.param_groups[0]
-            progress.lrs.append(first_group["lr"] / first_group.get("lr_scale", 1.0))  # in scheduler.max_lr's units
+            progress.lrs.append(first_group["lr"] / GroupSpec.of(first_group).lr_scale)  # in scheduler.max_lr's units
             self.scheduler.step()
             if self.ema is not None and (index + 1) % self.ema.every == 0:
                 self.ema.update()
@@ -194,9 +198,7 @@ class Trainer:
         no_bad_step = 2**31  # larger than any step index
         first_bad = torch.where(progress.first_bad_step < 0, no_bad_step, progress.first_bad_step)
         loss_sum, correct = all_sum(progress.loss_sum, progress.correct)
-        loss_total, correct_total, bad_step = torch.stack(
-            [loss_sum.double(), correct.double(), all_min(first_bad).double()]
-        ).tolist()
+        loss_total, correct_total, bad_step = torch.stack([loss_sum.double(), correct.double(), all_min(first_bad).double()]).tolist()
         seconds = progress.seconds + time.perf_counter() - start
         n = self.train_loader.num_samples
         if bad_step < no_bad_step or not math.isfinite(loss_total):

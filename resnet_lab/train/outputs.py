@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+
 from resnet_lab.files import atomic_write
 from resnet_lab.plotting import pyplot
 from resnet_lab.train.loop import EpochMetrics

@@ -9,23 +9,6 @@ import os
 import torch
 
 
-def parallel_slot() -> tuple[int, int] | None:
-    """(job number, jobs running at once), or None for a lone job."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-    except (ImportError, ValueError):
-        return None
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    n_jobs = hydra_cfg.launcher.get("n_jobs")
-    if not isinstance(n_jobs, int) or n_jobs == 1:
-        return None
-    return int(hydra_cfg.job.num), n_jobs if n_jobs > 0 else os.cpu_count() or 1
-
-
 def pin(device: torch.device, slot: int, slots: int) -> torch.device:
     """The device and CPU threads of process `slot` of `slots` on this machine."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, slots)))
@@ -35,7 +18,7 @@ def pin(device: torch.device, slot: int, slots: int) -> torch.device:
     return device
 
 
-def place_job(device: torch.device) -> torch.device:
-    """Pins a parallel job's GPU and CPU threads; a lone job keeps the device it was given."""
-    slot = parallel_slot()
+def place_job(device: torch.device, slot: tuple[int, int] | None) -> torch.device:
+    """Pins a parallel job's GPU and CPU threads (`slot`: job number, jobs at once); a lone
+    job (None) keeps the device it was given."""
     return device if slot is None else pin(device, *slot)

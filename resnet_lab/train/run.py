@@ -15,17 +15,19 @@ from typing import Iterator
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from resnet_lab.config import ConfigError, validate
+from resnet_lab.config import RunConfig
 from resnet_lab.data.datasets import ensure_readable
+from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, UnsafeCheckpointError
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.explain.gradcam import target_layer, target_layer_name
 from resnet_lab.files import check_writable, write_json
+from resnet_lab.job import JobContext
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.schedulers import build_scheduler
 from resnet_lab.track import Tracker, build_tracker
-from resnet_lab.train.checkpoint import BEST, LAST, UnsafeCheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.cpu_estimate import CpuEstimate
 from resnet_lab.train.ema import WeightAverage
@@ -38,14 +40,15 @@ from resnet_lab.train.torchrun import world
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: float | None = None) -> tuple[Trainer, list[str], str]:
+def build_trainer(run: RunConfig, parts: Components | None = None, max_lr: float | None = None) -> tuple[Trainer, list[str], str]:
     """Components plus optimizer and schedule; returns (trainer, classes, eval split name).
     `max_lr` replaces `scheduler.max_lr` (needed when that is `auto`)."""
-    parts = parts or build_components(cfg)
-    peak = float(cfg.scheduler.max_lr if max_lr is None else max_lr)
-    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=peak, batch_size=cfg.data.batch_size)
-    schedule_cfg = OmegaConf.merge(cfg.scheduler, {"max_lr": peak})
-    scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=cfg.trainer.epochs)
+    parts = parts or build_components(run)
+    peak = float(run.scheduler.max_lr if max_lr is None else max_lr)
+    optimizer = build_optimizer(run.composed.optimizer, parts.model, lr=peak, batch_size=run.data.batch_size)
+    schedule_cfg = OmegaConf.merge(run.composed.scheduler, {"max_lr": peak})
+    scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs)
+    trainer_cfg = run.trainer
     trainer = Trainer(
         parts.model,
         optimizer,
@@ -54,44 +57,44 @@ def build_trainer(cfg: DictConfig, parts: Components | None = None, max_lr: floa
         parts.eval_loader,
         parts.device,
         precision=parts.precision,
-        label_smoothing=cfg.trainer.label_smoothing,
-        grad_clip=cfg.trainer.grad_clip,
-        show_progress=cfg.trainer.progress and (parts.world is None or parts.world.is_main),
+        label_smoothing=trainer_cfg.label_smoothing,
+        grad_clip=trainer_cfg.grad_clip,
+        show_progress=trainer_cfg.progress and (parts.world is None or parts.world.is_main),
         distributed=parts.world is not None,
         compiled=parts.compiled,
         compile_mode=parts.compile_mode,
-        tta=cfg.trainer.tta,
-        eval_every=cfg.trainer.eval_every,
-        ema=None if cfg.trainer.ema_decay is None else WeightAverage(parts.model, cfg.trainer.ema_decay, cfg.trainer.ema_every, cfg.trainer.ema_lookahead),
+        tta=trainer_cfg.tta,
+        eval_every=trainer_cfg.eval_every,
+        ema=None if trainer_cfg.ema_decay is None else WeightAverage(parts.model, trainer_cfg.ema_decay, trainer_cfg.ema_every, trainer_cfg.ema_lookahead),
     )
     return trainer, parts.classes, parts.eval_name
 
 
-def run_training(cfg: DictConfig, run_dir: Path) -> float:
+def run_training(run: RunConfig, job: JobContext) -> float:
     """Train, writing metrics.csv, checkpoints, summary.json, curves.png (and the explain
-    outputs) into `run_dir`, tracked in one W&B run that is finished even on failure; returns
-    the final evaluation accuracy (the objective sweepers maximise)."""
+    outputs) into the job's run folder, tracked in one W&B run that is finished even on failure;
+    returns the final evaluation accuracy (the objective sweepers maximise)."""
     started = time.perf_counter()
-    typed = validate(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    run_dir = job.run_dir
+    resolved = run.resolved()
     # Under ddp only rank 0 writes: the run directory, checkpoints and the one W&B run.
     main = world().is_main
     # A refused resume must leave nothing behind: the checkpoint is checked before W&B starts.
-    resume = _load_resume(cfg, run_dir)
-    ensure_readable(typed["data"], Path(to_absolute_path(cfg.data.root)))
-    tracker = build_tracker(typed["logger"], run_dir, resolved, job_type="train") if main else Tracker()
+    resume = _load_resume(run, resolved, run_dir)
+    ensure_readable(run.data, Path(to_absolute_path(run.data.root)))
+    tracker = build_tracker(run.logger, job, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
     try:
-        accuracy = _train(cfg, typed, resolved, run_dir, tracker, started, main, resume)
+        accuracy = _train(run, job, resolved, tracker, started, main, resume)
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
-        raise ConfigError(
+        raise DiskFullError(
             f"no space left on the device while writing {error.filename or run_dir}; the last complete checkpoint is intact: "
-            f"free some space, then resume with: {resume_command(run_dir)}"
+            f"free some space, then resume with: {job.resume_command()}"
         ) from None
     finally:
         tracker.finish(exit_code)
@@ -100,24 +103,25 @@ def run_training(cfg: DictConfig, run_dir: Path) -> float:
         # trial of a sweep starts with the memory released.
         gc.collect()
         torch.cuda.empty_cache()
-        batch = cfg.data.batch_size
-        raise ConfigError(f"CUDA out of memory with data.batch_size={batch}; try data.batch_size={max(1, batch // 2)} (or a smaller model.width_multiplier)")
+        batch = run.data.batch_size
+        raise DeviceOutOfMemory(
+            f"CUDA out of memory with data.batch_size={batch}; try data.batch_size={max(1, batch // 2)} (or a smaller model.width_multiplier)"
+        )
     if main:
         print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
     return accuracy
 
 
-def _train(
-    cfg: DictConfig, typed: dict, resolved: dict, run_dir: Path, tracker: Tracker, started: float, main: bool, resume: tuple[Path, dict] | None
-) -> float:
-    parts = build_components(cfg)
-    max_lr, max_lr_source = resolve_max_lr(cfg, parts, run_dir)
-    trainer, classes, eval_name = build_trainer(cfg, parts, max_lr)
+def _train(run: RunConfig, job: JobContext, resolved: dict, tracker: Tracker, started: float, main: bool, resume: tuple[Path, dict] | None) -> float:
+    run_dir, epochs = job.run_dir, run.trainer.epochs
+    parts = build_components(run, job.slot)
+    max_lr, max_lr_source = resolve_max_lr(run, parts, run_dir)
+    trainer, classes, eval_name = build_trainer(run, parts, max_lr)
     checkpoints = run_dir / "checkpoints"
-    if typed["explain"].enabled:  # a wrong GradCAM layer is refused before training, not after it
-        target_layer(trainer.model, target_layer_name(trainer.model, typed["explain"].target_layer))
+    if run.explain.enabled:  # a wrong GradCAM layer is refused before training, not after it
+        target_layer(trainer.model, target_layer_name(trainer.model, run.explain.target_layer))
     if main:
-        check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=typed["explain"].enabled))
+        check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=run.explain.enabled))
     resumed_from = None
     if resume is not None:
         path, state = resume
@@ -126,7 +130,7 @@ def _train(
         resumed_from = str(path)
     if main and trainer.device.type == "cpu":
         why = "trainer.device=cpu" if torch.cuda.is_available() else "no CUDA"
-        trainer.step_hooks.append(CpuEstimate((cfg.trainer.epochs - len(trainer.history)) * len(trainer.train_loader), why))
+        trainer.step_hooks.append(CpuEstimate((epochs - len(trainer.history)) * len(trainer.train_loader), why))
     best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
@@ -142,13 +146,22 @@ def _train(
         scored = not math.isnan(metrics.eval_acc)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.2f%%  %s  lr %.3g  %.1fs (%.0f img/s)",
-            metrics.epoch, cfg.trainer.epochs, metrics.train_loss, 100 * metrics.train_acc,
+            metrics.epoch,
+            epochs,
+            metrics.train_loss,
+            100 * metrics.train_acc,
             f"{eval_name} loss {metrics.eval_loss:.4f} acc {100 * metrics.eval_acc:.2f}%" if scored else f"({eval_name} not evaluated)",
-            metrics.lr, metrics.epoch_time_s, metrics.images_per_s,
+            metrics.lr,
+            metrics.epoch_time_s,
+            metrics.images_per_s,
         )
         values = {
-            "epoch": metrics.epoch, "train/loss": metrics.train_loss, "train/acc": metrics.train_acc, "lr": metrics.lr,
-            "epoch_time_s": metrics.epoch_time_s, "images_per_s": metrics.images_per_s,
+            "epoch": metrics.epoch,
+            "train/loss": metrics.train_loss,
+            "train/acc": metrics.train_acc,
+            "lr": metrics.lr,
+            "epoch_time_s": metrics.epoch_time_s,
+            "images_per_s": metrics.images_per_s,
         }
         if scored:
             values |= {f"{eval_name}/loss": metrics.eval_loss, f"{eval_name}/acc": metrics.eval_acc}
@@ -159,23 +172,23 @@ def _train(
 
     try:
         with stop_on_signals(trainer):
-            history = trainer.fit(cfg.trainer.epochs, callbacks=[checkpoint, report] if main else [])
+            history = trainer.fit(epochs, callbacks=[checkpoint, report] if main else [])
     except TrainingInterrupted as interrupt:
         if not main:
             raise
         if trainer.interrupted_progress is not None:
             save_checkpoint(checkpoints / LAST, {"trainer": trainer.state_dict(), "epoch": len(trainer.history), "config": resolved, "classes": classes})
         print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
-        print(f"resume: {resume_command(run_dir)}")
+        print(f"resume: {job.resume_command()}")
         raise
     if not main:
         return objective(history)
     summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, resumed_from)
-    summary.update(max_lr=max_lr, max_lr_source=max_lr_source, reproduced_from=cfg.reproduced_from, wandb_run_dir=tracker.run_dir)
+    summary.update(max_lr=max_lr, max_lr_source=max_lr_source, reproduced_from=run.reproduced_from, wandb_run_dir=tracker.run_dir)
     write_json(run_dir / "summary.json", summary)
     plot_curves(run_dir / "curves.png", history, eval_name)
-    if typed["explain"].enabled:
-        cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, typed["explain"], run_dir)
+    if run.explain.enabled:
+        cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, run.explain, run_dir)
         tracker.log_table(
             "misclassified_gradcam",
             ["image", "gradcam_overlay", "predicted", "true", "confidence"],
@@ -208,7 +221,10 @@ def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
         }
     )
     tracker.summarise(
-        {key: summary[key] for key in ("best_eval_acc", "best_epoch", "best_train_acc", "wall_time_s", "num_params", "max_lr", "precision", "device_name", "torch_version")}
+        {
+            key: summary[key]
+            for key in ("best_eval_acc", "best_epoch", "best_train_acc", "wall_time_s", "num_params", "max_lr", "precision", "device_name", "torch_version")
+        }
         | {"final_eval_acc": summary["final"]["eval_acc"], "final_train_acc": summary["final"]["train_acc"]}
     )
     if (run_dir / "checkpoints" / BEST).is_file():
@@ -239,23 +255,11 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def resume_command(run_dir: Path) -> str:
-    overrides: list[str] = []
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
-    except ValueError:
-        pass
-    return " ".join(["python -m resnet_lab.train", *overrides, "trainer.resume=true", f"hydra.run.dir={run_dir}"])
-
-
 RESUME_GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler")
 
 
-def _check_same_run(cfg: DictConfig, saved: dict, path: Path) -> None:
+def _check_same_run(current: dict, saved: dict, path: Path) -> None:
     """A checkpoint continues only the run it came from: the schedule, data and model must match."""
-    current = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     differing = [
         f"{group}.{key}"
         for group in RESUME_GROUPS
@@ -284,28 +288,31 @@ def run_footprint_bytes(trainer: Trainer, tracked: bool, explained: bool) -> int
     return copies * checkpoint_bytes(trainer) + 2**20 + (2 * 2**20 if explained else 0)
 
 
-def _load_resume(cfg: DictConfig, run_dir: Path) -> tuple[Path, dict] | None:
+def _load_resume(run: RunConfig, resolved: dict, run_dir: Path) -> tuple[Path, dict] | None:
     """The checkpoint this run continues from (resume_from or trainer.resume), loaded safely and
-    checked to belong to the same run; None for a fresh run."""
-    if cfg.resume_from is not None:
-        path = resolve_checkpoint(to_absolute_path(str(cfg.resume_from)))
-    elif cfg.trainer.resume:
+    checked to belong to the same run (`resolved`: this run's config as plain values); None for
+    a fresh run."""
+    if run.resume_from is not None:
+        path = resolve_checkpoint(to_absolute_path(str(run.resume_from)))
+    elif run.trainer.resume:
         path = run_dir / "checkpoints" / LAST
         if not path.is_file():
-            raise ConfigError(f"trainer.resume=true but {path} does not exist; run in the original directory (hydra.run.dir=<run_dir>) or pass resume_from=<run_dir>")
+            raise ConfigError(
+                f"trainer.resume=true but {path} does not exist; run in the original directory (hydra.run.dir=<run_dir>) or pass resume_from=<run_dir>"
+            )
     else:
         return None
     try:
         state = load_checkpoint(path)
     except UnsafeCheckpointError:
         raise
-    except ConfigError:
+    except DataError:
         fallback = path.parent / BEST
-        if not (cfg.trainer.resume_fallback_best and fallback.is_file() and fallback != path):
+        if not (run.trainer.resume_fallback_best and fallback.is_file() and fallback != path):
             raise
         log.warning("%s is damaged; resuming from %s as trainer.resume_fallback_best=true asks", path, fallback)
         path, state = fallback, load_checkpoint(fallback)
-    _check_same_run(cfg, state["config"], path)
+    _check_same_run(resolved, state["config"], path)
     return path, state
 
 

@@ -51,8 +51,11 @@ def process_group(argv: list[str]) -> Iterator[None]:
         yield
         return
     if "-m" in argv or "--multirun" in argv:
-        print("error: torchrun starts one training run over several processes; -m/--multirun is not allowed under torchrun "
-              "(run a sweep with the joblib, submitit or ray launcher instead)", file=sys.stderr)
+        print(
+            "error: torchrun starts one training run over several processes; -m/--multirun is not allowed under torchrun "
+            "(run a sweep with the joblib, submitit or ray launcher instead)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     import torch
     import torch.distributed as dist
