@@ -21,6 +21,7 @@ from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.errors import DivergedError
 from resnet_lab.optim.group_spec import GroupSpec
 from resnet_lab.train.compiled import uses_cuda_graphs
+from resnet_lab.train.components import Components
 from resnet_lab.train.distributed import all_min, all_sum, any_rank, broadcast_buffers
 from resnet_lab.train.ema import WeightAverage
 
@@ -79,26 +80,31 @@ class EpochMetrics:
 EpochCallback = Callable[["Trainer", EpochMetrics], None]
 
 
+@dataclass(frozen=True)
+class LoopOptions:
+    """How the loop trains and evaluates, beyond the parts it is given (trainer.* settings)."""
+
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    show_progress: bool = True
+    tta: TTAMode = TTAMode.none
+    eval_every: int = 1  # evaluate every N epochs and after the last; 0: only after the last
+    ema: WeightAverage | None = None  # evaluated in place of the live weights, which it replaces after the last epoch
+
+
 class Trainer:
+    """The epoch loop over a job's parts (model, loaders, device, precision, compiled form)."""
+
     def __init__(
         self,
-        model: nn.Module,
+        parts: Components,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
-        train_loader: DeviceLoader,
-        eval_loader: DeviceLoader,
-        device: torch.device,
-        precision: str = "fp32",
-        label_smoothing: float = 0.0,
-        grad_clip: float | None = None,
-        show_progress: bool = True,
-        distributed: bool = False,
-        compiled: nn.Module | None = None,
-        compile_mode: str | None = None,
-        tta: TTAMode = TTAMode.none,
-        eval_every: int = 1,
-        ema: WeightAverage | None = None,
+        options: LoopOptions | None = None,
     ) -> None:
+        options = options or LoopOptions()
+        model, compiled, compile_mode, device = parts.model, parts.compiled, parts.compile_mode, parts.device
+        distributed = parts.world is not None
         self.model = model
         # Steps and evaluation run `compiled` (the model under torch.compile) when given; under
         # ddp, training steps go through the DDP wrapper (compiled as a whole) and evaluation
@@ -114,20 +120,19 @@ class Trainer:
             self.eval_model = model
         self.compile_mode = compile_mode
         self.cuda_graphs = uses_cuda_graphs(compile_mode)
-        self.tta = TTAMode(tta)
-        self.eval_every = eval_every
-        # Evaluated in place of the live weights, which it replaces for good after the last epoch.
-        self.ema = ema
+        self.tta = TTAMode(options.tta)
+        self.eval_every = options.eval_every
+        self.ema = options.ema
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.train_loader = train_loader
-        self.eval_loader = eval_loader
+        self.train_loader = parts.train_loader
+        self.eval_loader = parts.eval_loader
         self.device = device
-        self.precision = precision
-        self.label_smoothing = label_smoothing
-        self.grad_clip = grad_clip
-        self.show_progress = show_progress
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.precision = parts.precision
+        self.label_smoothing = options.label_smoothing
+        self.grad_clip = options.grad_clip
+        self.show_progress = options.show_progress
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.history: list[EpochMetrics] = []
         # Called after every training step; empty unless a caller adds one (the CPU estimate).
         self.step_hooks: list[Callable[[], None]] = []

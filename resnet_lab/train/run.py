@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -32,7 +33,7 @@ from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.cpu_estimate import CpuEstimate
 from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import git_commit
-from resnet_lab.train.loop import EpochMetrics, Trainer, TrainingInterrupted
+from resnet_lab.train.loop import EpochMetrics, LoopOptions, Trainer, TrainingInterrupted
 from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
 from resnet_lab.train.torchrun import world
@@ -48,25 +49,16 @@ def build_trainer(run: RunConfig, parts: Components | None = None, max_lr: float
     optimizer = build_optimizer(run.composed.optimizer, parts.model, lr=peak, batch_size=run.data.batch_size)
     schedule_cfg = OmegaConf.merge(run.composed.scheduler, {"max_lr": peak})
     scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs)
-    trainer_cfg = run.trainer
-    trainer = Trainer(
-        parts.model,
-        optimizer,
-        scheduler,
-        parts.train_loader,
-        parts.eval_loader,
-        parts.device,
-        precision=parts.precision,
-        label_smoothing=trainer_cfg.label_smoothing,
-        grad_clip=trainer_cfg.grad_clip,
-        show_progress=trainer_cfg.progress and (parts.world is None or parts.world.is_main),
-        distributed=parts.world is not None,
-        compiled=parts.compiled,
-        compile_mode=parts.compile_mode,
-        tta=trainer_cfg.tta,
-        eval_every=trainer_cfg.eval_every,
-        ema=None if trainer_cfg.ema_decay is None else WeightAverage(parts.model, trainer_cfg.ema_decay, trainer_cfg.ema_every, trainer_cfg.ema_lookahead),
+    settings = run.trainer
+    options = LoopOptions(
+        label_smoothing=settings.label_smoothing,
+        grad_clip=settings.grad_clip,
+        show_progress=settings.progress and (parts.world is None or parts.world.is_main),
+        tta=settings.tta,
+        eval_every=settings.eval_every,
+        ema=None if settings.ema_decay is None else WeightAverage(parts.model, settings.ema_decay, settings.ema_every, settings.ema_lookahead),
     )
+    trainer = Trainer(parts, optimizer, scheduler, options)
     return trainer, parts.classes, parts.eval_name
 
 
@@ -85,7 +77,9 @@ def run_training(run: RunConfig, job: JobContext) -> float:
     tracker = build_tracker(run.logger, job, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
     try:
-        accuracy = _train(run, job, resolved, tracker, started, main, resume)
+        prepared = _prepare(run, job, tracker, main, resume)
+        history = _fit(run, job, prepared, resolved, tracker, main)
+        accuracy = _finish(run, job, prepared, history, tracker, started) if main else objective(history)
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
@@ -112,16 +106,27 @@ def run_training(run: RunConfig, job: JobContext) -> float:
     return accuracy
 
 
-def _train(run: RunConfig, job: JobContext, resolved: dict, tracker: Tracker, started: float, main: bool, resume: tuple[Path, dict] | None) -> float:
-    run_dir, epochs = job.run_dir, run.trainer.epochs
+@dataclass
+class PreparedRun:
+    """A job's trainer, ready to fit (resumed when asked), with what its outputs report."""
+
+    trainer: Trainer
+    classes: list[str]
+    eval_name: str
+    max_lr: float
+    max_lr_source: str
+    resumed_from: str | None
+
+
+def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resume: tuple[Path, dict] | None) -> PreparedRun:
+    """Builds the parts, checks what would otherwise fail after training, restores a resume."""
     parts = build_components(run, job.slot)
-    max_lr, max_lr_source = resolve_max_lr(run, parts, run_dir)
+    max_lr, max_lr_source = resolve_max_lr(run, parts, job.run_dir)
     trainer, classes, eval_name = build_trainer(run, parts, max_lr)
-    checkpoints = run_dir / "checkpoints"
     if run.explain.enabled:  # a wrong GradCAM layer is refused before training, not after it
         target_layer(trainer.model, target_layer_name(trainer.model, run.explain.target_layer))
     if main:
-        check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=run.explain.enabled))
+        check_writable(job.run_dir / "checkpoints", run_footprint_bytes(trainer, tracked=tracker.active, explained=run.explain.enabled))
     resumed_from = None
     if resume is not None:
         path, state = resume
@@ -130,12 +135,20 @@ def _train(run: RunConfig, job: JobContext, resolved: dict, tracker: Tracker, st
         resumed_from = str(path)
     if main and trainer.device.type == "cpu":
         why = "trainer.device=cpu" if torch.cuda.is_available() else "no CUDA"
-        trainer.step_hooks.append(CpuEstimate((epochs - len(trainer.history)) * len(trainer.train_loader), why))
+        trainer.step_hooks.append(CpuEstimate((run.trainer.epochs - len(trainer.history)) * len(trainer.train_loader), why))
+    return PreparedRun(trainer, classes, eval_name, max_lr, max_lr_source, resumed_from)
+
+
+def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict, tracker: Tracker, main: bool) -> list[EpochMetrics]:
+    """Trains to the end, checkpointing and reporting every epoch (rank 0 only); on a signal,
+    saves the state and prints the resume command."""
+    trainer, classes, eval_name, epochs = prepared.trainer, prepared.classes, prepared.eval_name, run.trainer.epochs
+    checkpoints = job.run_dir / "checkpoints"
     best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
         # metrics.csv first: whenever last.pt exists, its epochs are in metrics.csv too.
-        write_metrics_csv(run_dir / "metrics.csv", trainer.history)
+        write_metrics_csv(job.run_dir / "metrics.csv", trainer.history)
         state = {"trainer": trainer.state_dict(), "epoch": metrics.epoch, "config": resolved, "classes": classes}
         save_checkpoint(checkpoints / LAST, state)
         if metrics.eval_acc > best["acc"]:
@@ -172,7 +185,7 @@ def _train(run: RunConfig, job: JobContext, resolved: dict, tracker: Tracker, st
 
     try:
         with stop_on_signals(trainer):
-            history = trainer.fit(epochs, callbacks=[checkpoint, report] if main else [])
+            return trainer.fit(epochs, callbacks=[checkpoint, report] if main else [])
     except TrainingInterrupted as interrupt:
         if not main:
             raise
@@ -181,10 +194,13 @@ def _train(run: RunConfig, job: JobContext, resolved: dict, tracker: Tracker, st
         print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
         print(f"resume: {job.resume_command()}")
         raise
-    if not main:
-        return objective(history)
-    summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, resumed_from)
-    summary.update(max_lr=max_lr, max_lr_source=max_lr_source, reproduced_from=run.reproduced_from, wandb_run_dir=tracker.run_dir)
+
+
+def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float) -> float:
+    """summary.json, curves, the GradCAM gallery and the tracker's copies; returns the objective."""
+    trainer, classes, eval_name, run_dir = prepared.trainer, prepared.classes, prepared.eval_name, job.run_dir
+    summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, prepared.resumed_from)
+    summary.update(max_lr=prepared.max_lr, max_lr_source=prepared.max_lr_source, reproduced_from=run.reproduced_from, wandb_run_dir=tracker.run_dir)
     write_json(run_dir / "summary.json", summary)
     plot_curves(run_dir / "curves.png", history, eval_name)
     if run.explain.enabled:
