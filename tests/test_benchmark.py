@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks import cifar_speed
 from conftest import write_image_folder
@@ -103,7 +104,7 @@ def test_tiny_keeps_a_big_image_tree_cpu_sized(tmp_path):
     assert cifar_speed.tiny_on(small, cifar_speed.TINY).train_subset is None
 
 
-@pytest.mark.skipif(cifar_speed.torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_the_full_benchmark_is_refused_in_one_line_without_cuda(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         cifar_speed.main(["--data", str(tmp_path)])

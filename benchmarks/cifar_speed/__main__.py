@@ -1,0 +1,3 @@
+from benchmarks.cifar_speed.cli import main
+
+main()
