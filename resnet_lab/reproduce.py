@@ -1,9 +1,10 @@
-"""`python -m resnet_lab.reproduce <run_dir | checkpoint.pt | W&B run dir> [overrides...]`
+"""`python -m resnet_lab.reproduce <run_dir | checkpoint.pt | W&B run dir | sweep dir --best> [overrides...]`
 
 Re-runs a finished run from the config it saved, into a new run directory, and prints the old and
 new final metrics side by side. The saved config is turned back into command-line overrides (the
 group choices, then every leaf value), so the rerun goes through exactly the same Hydra
-composition and validation as any run, and extra overrides apply on top.
+composition and validation as any run, and extra overrides apply on top. With `--best`, the
+location is a sweep directory (grid or Optuna) and its best complete trial is rerun.
 """
 
 from __future__ import annotations
@@ -159,8 +160,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         sys.exit(0 if args else 2)
+    best = "--best" in args
+    if best:
+        args.remove("--best")
     location, extra = Path(args[0]).expanduser().resolve(), args[1:]
     try:
+        if best:
+            from resnet_lab.sweep.report import best_trial_dir
+
+            sweep_dir, location = location, best_trial_dir(location)
+            print(f"best trial of {sweep_dir}: {location}")
         config, choices, source = load_saved_config(location)
         overrides = without_regrouped(overrides_for(config, choices), extra)
     except ResnetLabError as error:

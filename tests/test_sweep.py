@@ -116,6 +116,12 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     assert json.loads(summary_file.read_text())["n_trials"] == 3
     missing = run_cli("resnet_lab.sweep_report", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+    again = run_cli("resnet_lab.reproduce", "grid", "--best", "hydra.run.dir=best", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    best = summary["best"]
+    assert f"best trial of {tmp_path / 'grid'}: {best['run_dir']}" in again.stdout
+    rerun = json.loads((tmp_path / "best" / "summary.json").read_text())
+    assert rerun["max_lr"] == best["params"]["scheduler.max_lr"] and rerun["reproduced_from"] == best["run_dir"]
     (tmp_path / "not-a-sweep").mkdir()
     refused = run_cli("resnet_lab.sweep_report", "not-a-sweep", cwd=tmp_path)
     assert refused.returncode == 2 and "holds no sweep" in refused.stderr and refused.stderr.count("\n") == 1

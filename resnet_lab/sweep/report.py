@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from resnet_lab.errors import ConfigError
+from resnet_lab.errors import DataError
 from resnet_lab.files import atomic_write, write_json
 from resnet_lab.plotting import pyplot
 
@@ -79,7 +79,7 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
     records = []
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     if not jobs:
-        raise ConfigError(f"{sweep_dir} holds no sweep: no study.json and no numbered job folders; pass a multirun/<date>/<time> directory")
+        raise DataError(f"{sweep_dir} holds no sweep: no study.json and no numbered job folders; pass a multirun/<date>/<time> directory")
     for job in jobs:
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
@@ -244,3 +244,17 @@ def report_sweep_dir(sweep_dir: Path, storage: str | None = None) -> list[Path]:
 
     study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(without_masked_password(url)))
     return write_report(from_study(study, sweep_dir, saved.get("lr_finder_suggestion")), study)
+
+
+def best_trial_dir(sweep_dir: Path) -> Path:
+    """The run folder of a sweep's best complete trial (grid or Optuna), read from its
+    sweep_summary.json, which is rebuilt from the folder first when it is missing."""
+    if not sweep_dir.is_dir():
+        raise DataError(f"{sweep_dir} is not a directory; pass a multirun/<date>/<time> sweep directory")
+    summary_file = sweep_dir / "sweep_summary.json"
+    if not summary_file.is_file():
+        report_sweep_dir(sweep_dir)
+    best = json.loads(summary_file.read_text()).get("best")
+    if not best or not best.get("run_dir"):
+        raise DataError(f"{sweep_dir} has no complete trial to rerun")
+    return Path(best["run_dir"])

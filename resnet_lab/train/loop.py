@@ -8,7 +8,7 @@ import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -217,20 +217,27 @@ class Trainer:
         """Returns (mean loss, accuracy) on the evaluation split (plain cross-entropy), with the
         logits averaged over the views of `tta`."""
         loader = loader or self.eval_loader
-        self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for images, labels in loader:
-            if self.cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with self.autocast():
-                logits = tta_logits(self.eval_model, images, tta)
+        for logits, labels in self.predictions(loader, tta):
             loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
         if loader.world > 1:
             loss_sum, correct = all_sum(loss_sum, correct)
         loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
         return loss_total / loader.num_samples, correct_total / loader.num_samples
+
+    @torch.no_grad()
+    def predictions(self, loader: DeviceLoader, tta: TTAMode = TTAMode.none) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(logits, labels) batch by batch, as evaluation computes them: the evaluated weights,
+        the run's precision, the logits averaged over the views of `tta`."""
+        self.model.eval()
+        for images, labels in loader:
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with self.autocast():
+                logits = tta_logits(self.eval_model, images, tta)
+            yield logits, labels
 
     def fit(self, epochs: int, callbacks: list[EpochCallback] = ()) -> list[EpochMetrics]:
         """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""

@@ -1,0 +1,164 @@
+"""`python -m resnet_lab.evaluate <run dir | checkpoint.pt> [overrides...] [--out DIR]`
+
+Evaluates a trained run's final weights (checkpoints/last.pt, the EMA weights when the run
+evaluated them) on its evaluation split, or on other data given as overrides (e.g.
+`data=image_folder data.root=<folder>`, `data.val_fraction=0.1`): top-1 and top-5 accuracy,
+per-class accuracy and the confusion matrix, without and with the run's test-time augmentation.
+The model and its preprocessing are rebuilt from the run's saved config, exactly as `reproduce`
+rebuilds them, so on the run's own split the accuracy is the one the run recorded. Outputs go to
+a folder of their own (default outputs/evaluate/<date>/<time>): evaluation.json,
+confusion_matrix.csv and .png (and _tta versions). Nothing in the run is changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+# Settings every evaluation runs with, whatever the run trained with: one process, no tracker,
+# no resume, no progress bar.
+FIXED = ["trainer.strategy=single", "logger=none", "trainer.resume=false", "trainer.progress=false"]
+
+
+@dataclass
+class Scores:
+    top1: float
+    top5: float
+    per_class: dict[str, float]
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+
+
+def scores(logits, labels, classes: list[str]) -> Scores:
+    import torch
+
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    predicted = top[:, 0]
+    confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64)
+    confusion.index_put_((labels.cpu(), predicted.cpu()), torch.ones(len(labels), dtype=torch.int64), accumulate=True)
+    per_class = {name: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else float("nan") for i, name in enumerate(classes)}
+    n = len(labels)  # counts over n, as the training loop computes its accuracy
+    return Scores(
+        top1=int((predicted == labels).sum()) / n,
+        top5=int((top == labels[:, None]).any(dim=1).sum()) / n,
+        per_class=per_class,
+        confusion=confusion.tolist(),
+    )
+
+
+def evaluate(location: Path, extra: list[str]) -> tuple[dict, dict[str, Scores]]:
+    """(what was evaluated, scores by TTA mode: 'none' and the run's own mode if it has one)."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from resnet_lab import CONF_DIR
+    from resnet_lab.config import validate
+    from resnet_lab.config.schema import TTAMode
+    from resnet_lab.errors import DataError
+    from resnet_lab.reproduce import load_saved_config, overrides_for, without_regrouped
+    from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from resnet_lab.train.components import build_components
+    from resnet_lab.train.run import build_trainer
+
+    config, choices, source = load_saved_config(location)
+    checkpoint = resolve_checkpoint(location)
+    overrides = [*without_regrouped(overrides_for(config, choices), [*extra, *FIXED]), *FIXED, *extra]
+    with initialize_config_dir(str(CONF_DIR)):
+        run = validate(compose("train", overrides=overrides))
+    state = load_checkpoint(checkpoint)
+    parts = build_components(run)
+    saved_classes = list(state.get("classes") or [])
+    if saved_classes and saved_classes != parts.classes:
+        missing, added = sorted(set(saved_classes) - set(parts.classes)), sorted(set(parts.classes) - set(saved_classes))
+        detail = f"missing {missing}, new {added}" if missing or added else "the same names in another order"
+        raise DataError(f"the data's classes differ from the run's ({detail}); evaluate on data with the run's classes: {saved_classes}")
+    trainer, classes, eval_name = build_trainer(run, parts, max_lr=1.0)  # the schedule is loaded, never stepped
+    try:
+        trainer.load_state_dict(state["trainer"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{checkpoint} does not fit the model its config describes ({first})") from error
+    modes = [TTAMode.none] + ([trainer.tta] if trainer.tta != TTAMode.none else [])
+    results = {}
+    for mode in modes:
+        logits, labels = zip(*trainer.predictions(trainer.eval_loader, mode))
+        results[mode.value] = scores(torch.cat(logits).float(), torch.cat(labels), classes)
+    what = {"location": str(location), "config_from": source, "checkpoint": str(checkpoint), "split": eval_name, "images": len(trainer.eval_loader.labels)}
+    return what, results
+
+
+def write_outputs(out: Path, what: dict, results: dict[str, Scores], recorded: dict | None) -> None:
+    from resnet_lab.files import write_json
+    from resnet_lab.plotting import pyplot
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "evaluation.json", {**what, "recorded": recorded, "results": {mode: asdict(s) for mode, s in results.items()}})
+    classes = list(next(iter(results.values())).per_class)
+    for mode, result in results.items():
+        stem = "confusion_matrix" if mode == "none" else f"confusion_matrix_{mode}"
+        with open(out / f"{stem}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["true \\ predicted", *classes])
+            writer.writerows([name, *row] for name, row in zip(classes, result.confusion))
+        plt = pyplot()
+        figure, axis = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+        axis.imshow(result.confusion, cmap="Blues")
+        axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title=f"{what['split']}, TTA {mode}")
+        axis.set_xticklabels(classes, rotation=45, ha="right")
+        axis.set_yticklabels(classes)
+        for i, row in enumerate(result.confusion):
+            for j, count in enumerate(row):
+                axis.text(j, i, str(count), ha="center", va="center", fontsize=7)
+        figure.tight_layout()
+        figure.savefig(out / f"{stem}.png", dpi=100)
+        plt.close(figure)
+
+
+def recorded_accuracy(location: Path) -> dict | None:
+    """What the run itself recorded at its end (summary.json), to set beside the evaluation."""
+    run_dir = location.parent.parent if location.is_file() else location
+    if not (run_dir / "summary.json").is_file():
+        return None
+    final = json.loads((run_dir / "summary.json").read_text())["final"]
+    return {"eval_acc": final["eval_acc"], "tta_acc": final.get("tta_acc")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from resnet_lab.errors import ResnetLabError
+    from resnet_lab.messages import one_line
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if args else 2)
+    out = None
+    if "--out" in args:
+        at = args.index("--out")
+        if at + 1 >= len(args):
+            print("error: --out needs a folder", file=sys.stderr)
+            sys.exit(2)
+        out = Path(args.pop(at + 1))
+        args.pop(at)
+    location, extra = Path(args[0]).expanduser().resolve(), args[1:]
+    out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
+    try:
+        what, results = evaluate(location, extra)
+    except ResnetLabError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    recorded = recorded_accuracy(location)
+    write_outputs(out, what, results, recorded)
+    for mode, result in results.items():
+        print(f"{what['split']} ({what['images']} images), TTA {mode}: top-1 {100 * result.top1:.2f}%, top-5 {100 * result.top5:.2f}%")
+    if recorded is not None:
+        tta = "" if recorded["tta_acc"] is None else f", with TTA {100 * recorded['tta_acc']:.2f}%"
+        print(f"the run recorded {100 * recorded['eval_acc']:.2f}%{tta}")
+    print(f"outputs in {out}")
+
+
+if __name__ == "__main__":
+    main()
