@@ -61,3 +61,28 @@ def test_a_folder_that_is_not_a_run_other_classes_or_another_width_are_refused(t
         err = capsys.readouterr().err
         assert stopped.value.code == 2 and err.count("\n") == 1 and needle in err, (case, err)
         assert not out.exists(), f"{case}: nothing is written"
+
+
+def test_predict_labels_files_and_folders_like_evaluate_and_skips_what_it_cannot_read(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from resnet_lab import predict
+
+    evaluate.main([str(trained / "run"), "--out", str(tmp_path / "eval")])
+    recorded = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["results"]["none"]["top1"]
+    (tmp_path / "bad.png").write_text("not an image")
+    Image.open(next((trained / "im" / "test" / "bee").iterdir())).resize((64, 48)).save(tmp_path / "big_bee.jpg")
+    capsys.readouterr()
+    predict.main([str(trained / "run"), str(trained / "im" / "test"), str(tmp_path / "bad.png"), str(tmp_path / "big_bee.jpg"), "--out", str(tmp_path / "p")])
+    printed = capsys.readouterr()
+    rows = list(csv.DictReader((tmp_path / "p" / "predictions.csv").open()))
+    folder_rows = [r for r in rows if "/test/" in r["file"]]
+    assert len(folder_rows) == 36 and len(rows) == 37, "every test image and the resized one; the unreadable one skipped"
+    assert sum(r["class_1"] == r["file"].split("/")[-2] for r in folder_rows) / 36 == recorded, "the same classes as evaluate"
+    assert all(float(r["probability_1"]) >= float(r["probability_2"]) >= float(r["probability_3"]) for r in rows)
+    assert f"skipped (unreadable): {tmp_path / 'bad.png'}" in printed.err and "37 images labelled, 1 skipped" in printed.out
+
+    with pytest.raises(SystemExit) as stopped:
+        predict.main([str(trained / "run"), str(tmp_path / "bad.png"), "--out", str(tmp_path / "none")])
+    assert stopped.value.code == 2 and "none of the 1 images could be read" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -1,0 +1,149 @@
+"""`python -m resnet_lab.predict <run dir | checkpoint.pt> <image files or folders...> [--top K] [--out DIR]`
+
+Labels new images with a trained run: the top K classes (default 3) with their probabilities for
+every image file given, or found under a folder given (.png, .jpg, .jpeg), as a table on the
+terminal and predictions.csv (default outputs/predict/<date>/<time>/). Images of any size are
+converted to RGB, resized to the run's data.image_size and normalised with the run's mean and std,
+the way its data was; batches run on the run's device with the final weights evaluation used
+(checkpoints/last.pt). An unreadable image is named and skipped, and the skipped ones are listed at
+the end; when none is readable the command stops with exit 2 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import datetime
+from pathlib import Path
+
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+BATCH = 256
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    from resnet_lab.errors import DataError
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path} does not exist; pass image files or folders of images")
+    if not files:
+        raise DataError(f"no {'/'.join(EXTENSIONS)} images in {', '.join(map(str, paths))}")
+    return files
+
+
+def load_model(location: Path):
+    """(model on its device in eval mode, classes, run config) from a run's saved config and weights."""
+    from hydra import compose, initialize_config_dir
+
+    from resnet_lab import CONF_DIR
+    from resnet_lab.config import validate
+    from resnet_lab.config.targets import build
+    from resnet_lab.errors import DataError
+    from resnet_lab.evaluate import FIXED
+    from resnet_lab.reproduce import load_saved_config, overrides_for
+    from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from resnet_lab.train.environment import select_device
+
+    config, choices, _ = load_saved_config(location)
+    checkpoint = resolve_checkpoint(location)
+    with initialize_config_dir(str(CONF_DIR)):
+        run = validate(compose("train", overrides=[*overrides_for(config, choices), *FIXED]))
+    state = load_checkpoint(checkpoint)
+    classes = list(state.get("classes") or [])
+    if not classes:
+        raise DataError(f"{checkpoint} does not name its classes (saved by an older resnet_lab); evaluate it instead")
+    model = build(run.composed.model, num_classes=len(classes))
+    try:
+        model.load_state_dict(state["trainer"]["model"])
+    except (RuntimeError, KeyError) as error:
+        raise DataError(f"{checkpoint} does not fit the model its config describes") from error
+    return model.to(select_device(run.trainer)).eval(), classes, run
+
+
+def read_image(path: Path, size: int):
+    """uint8 [3, size, size], or None when PIL cannot read the file."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+    except Exception:  # noqa: BLE001 - any decoding failure: the file is named and skipped
+        return None
+
+
+def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Path, list[tuple[str, float]]]], list[Path]]:
+    """(file, [(class, probability)] best first) for each readable file, and the skipped files."""
+    import torch
+    from tqdm import tqdm
+
+    model, classes, run = load_model(location)
+    files = image_files(paths)
+    device = next(model.parameters()).device
+    mean = torch.tensor(run.data.mean, device=device).view(1, -1, 1, 1) * 255
+    inv_std = 1.0 / (torch.tensor(run.data.std, device=device).view(1, -1, 1, 1) * 255)
+    k = min(top, len(classes))
+    results, skipped = [], []
+    with torch.no_grad(), tqdm(total=len(files), unit="img", disable=None) as bar:
+        for first in range(0, len(files), BATCH):
+            chunk = files[first : first + BATCH]
+            images = [read_image(path, run.data.image_size) for path in chunk]
+            skipped += [path for path, image in zip(chunk, images) if image is None]
+            readable = [(path, image) for path, image in zip(chunk, images) if image is not None]
+            if readable:
+                batch = (torch.stack([image for _, image in readable]).to(device).float() - mean) * inv_std
+                probabilities = model(batch).float().softmax(dim=1)
+                values, indices = probabilities.topk(k, dim=1)
+                for (path, _), row_values, row_indices in zip(readable, values.tolist(), indices.tolist()):
+                    results.append((path, [(classes[i], p) for i, p in zip(row_indices, row_values)]))
+            bar.update(len(chunk))
+    return results, skipped
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from resnet_lab.errors import DataError, ResnetLabError
+    from resnet_lab.messages import one_line
+
+    parser = argparse.ArgumentParser(prog="python -m resnet_lab.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a run directory or a checkpoint .pt file")
+    parser.add_argument("paths", type=Path, nargs="+", help="image files or folders of images")
+    parser.add_argument("--top", type=int, default=3, help="classes listed per image (default 3)")
+    parser.add_argument("--out", type=Path, help="folder for predictions.csv (default outputs/predict/<date>/<time>)")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error(f"--top must be >= 1, got {args.top}")
+    out = args.out or Path("outputs") / "predict" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
+    try:
+        results, skipped = predict(args.run.expanduser().resolve(), args.paths, args.top)
+        if not results:
+            raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
+    except ResnetLabError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", *[f"{kind}_{rank}" for rank in range(1, args.top + 1) for kind in ("class", "probability")]])
+        for path, ranked in results:
+            writer.writerow([path, *[value for name, p in ranked for value in (name, f"{p:.4f}")]])
+    width = max(len(str(path)) for path, _ in results)
+    for path, ranked in results:
+        print(f"{str(path):<{width}}  " + "  ".join(f"{name} {100 * p:5.1f}%" for name, p in ranked))
+    for path in skipped:
+        print(f"skipped (unreadable): {path}", file=sys.stderr)
+    print(f"{len(results)} images labelled, {len(skipped)} skipped; predictions in {out / 'predictions.csv'}")
+
+
+if __name__ == "__main__":
+    main()
