@@ -33,13 +33,12 @@ class Scores:
 
 
 def scores(logits, labels, classes: list[str]) -> Scores:
-    import torch
+    from resnet_lab.explain.gradcam import confusion_matrix
 
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
     predicted = top[:, 0]
-    confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64)
-    confusion.index_put_((labels.cpu(), predicted.cpu()), torch.ones(len(labels), dtype=torch.int64), accumulate=True)
+    confusion = confusion_matrix(predicted, labels, len(classes))
     per_class = {name: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else float("nan") for i, name in enumerate(classes)}
     n = len(labels)  # counts over n, as the training loop computes its accuracy
     return Scores(
@@ -92,8 +91,10 @@ def evaluate(location: Path, extra: list[str]) -> tuple[dict, dict[str, Scores]]
 
 
 def write_outputs(out: Path, what: dict, results: dict[str, Scores], recorded: dict | None) -> None:
+    import numpy as np
+
+    from resnet_lab.explain.gradcam import plot_confusion
     from resnet_lab.files import write_json
-    from resnet_lab.plotting import pyplot
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "evaluation.json", {**what, "recorded": recorded, "results": {mode: asdict(s) for mode, s in results.items()}})
@@ -104,18 +105,7 @@ def write_outputs(out: Path, what: dict, results: dict[str, Scores], recorded: d
             writer = csv.writer(handle)
             writer.writerow(["true \\ predicted", *classes])
             writer.writerows([name, *row] for name, row in zip(classes, result.confusion))
-        plt = pyplot()
-        figure, axis = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
-        axis.imshow(result.confusion, cmap="Blues")
-        axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title=f"{what['split']}, TTA {mode}")
-        axis.set_xticklabels(classes, rotation=45, ha="right")
-        axis.set_yticklabels(classes)
-        for i, row in enumerate(result.confusion):
-            for j, count in enumerate(row):
-                axis.text(j, i, str(count), ha="center", va="center", fontsize=7)
-        figure.tight_layout()
-        figure.savefig(out / f"{stem}.png", dpi=100)
-        plt.close(figure)
+        plot_confusion(np.array(result.confusion), classes, out / f"{stem}.png", title=f"{what['split']}, TTA {mode}")
 
 
 def recorded_accuracy(location: Path) -> dict | None:

@@ -149,7 +149,7 @@ def explain_misclassified(model: nn.Module, loader: DeviceLoader, classes: list[
         },
     )
     _plot_gallery(cells, out_dir / "misclassified_gradcam.png", cfg.columns)
-    _plot_confusion(matrix, classes, out_dir / "confusion_matrix.png")
+    plot_confusion(matrix, classes, out_dir / "confusion_matrix.png")
     return cells
 
 
@@ -171,12 +171,12 @@ def _plot_gallery(cells: list[GalleryCell], path: Path, columns: int) -> None:
     plt.close(figure)
 
 
-def _plot_confusion(matrix: np.ndarray, classes: list[str], path: Path) -> None:
+def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str = "confusion matrix") -> None:
     plt = pyplot()
     size = max(4, 0.6 * len(classes) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
-    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title="confusion matrix")
+    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title=title)
     axis.set_xticklabels(classes, rotation=45, ha="right")
     axis.set_yticklabels(classes)
     for (r, c), count in np.ndenumerate(matrix):
