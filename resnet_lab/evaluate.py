@@ -49,14 +49,13 @@ def scores(logits, labels, classes: list[str]) -> Scores:
     )
 
 
-def evaluate(location: Path, extra: list[str]) -> tuple[dict, dict[str, Scores]]:
-    """(what was evaluated, scores by TTA mode: 'none' and the run's own mode if it has one)."""
-    import torch
+def rebuild(location: Path, extra: list[str]):
+    """(typed config, trainer holding the run's final weights over the data its config and
+    `extra` describe, classes, evaluation split name, checkpoint path, where the config was read)."""
     from hydra import compose, initialize_config_dir
 
     from resnet_lab import CONF_DIR
     from resnet_lab.config import validate
-    from resnet_lab.config.schema import TTAMode
     from resnet_lab.errors import DataError
     from resnet_lab.reproduce import load_saved_config, overrides_for, without_regrouped
     from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
@@ -81,6 +80,16 @@ def evaluate(location: Path, extra: list[str]) -> tuple[dict, dict[str, Scores]]
     except (RuntimeError, KeyError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{checkpoint} does not fit the model its config describes ({first})") from error
+    return run, trainer, classes, eval_name, checkpoint, source
+
+
+def evaluate(location: Path, extra: list[str]) -> tuple[dict, dict[str, Scores]]:
+    """(what was evaluated, scores by TTA mode: 'none' and the run's own mode if it has one)."""
+    import torch
+
+    from resnet_lab.config.schema import TTAMode
+
+    _, trainer, classes, eval_name, checkpoint, source = rebuild(location, extra)
     modes = [TTAMode.none] + ([trainer.tta] if trainer.tta != TTAMode.none else [])
     results = {}
     for mode in modes:

@@ -81,6 +81,15 @@ def read_image(path: Path, size: int):
         return None
 
 
+def normalise(images, data):
+    """Images of uint8 values as the run's model saw them: the loader's arithmetic, on the images' device."""
+    import torch
+
+    mean = torch.tensor(data.mean, device=images.device).view(1, -1, 1, 1) * 255
+    inv_std = 1.0 / (torch.tensor(data.std, device=images.device).view(1, -1, 1, 1) * 255)
+    return (images.float() - mean) * inv_std
+
+
 def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Path, list[tuple[str, float]]]], list[Path]]:
     """(file, [(class, probability)] best first) for each readable file, and the skipped files."""
     import torch
@@ -89,8 +98,6 @@ def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Pat
     model, classes, run = load_model(location)
     files = image_files(paths)
     device = next(model.parameters()).device
-    mean = torch.tensor(run.data.mean, device=device).view(1, -1, 1, 1) * 255
-    inv_std = 1.0 / (torch.tensor(run.data.std, device=device).view(1, -1, 1, 1) * 255)
     k = min(top, len(classes))
     results, skipped = [], []
     with torch.no_grad(), tqdm(total=len(files), unit="img", disable=None) as bar:
@@ -100,7 +107,7 @@ def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Pat
             skipped += [path for path, image in zip(chunk, images) if image is None]
             readable = [(path, image) for path, image in zip(chunk, images) if image is not None]
             if readable:
-                batch = (torch.stack([image for _, image in readable]).to(device).float() - mean) * inv_std
+                batch = normalise(torch.stack([image for _, image in readable]).to(device), run.data)
                 probabilities = model(batch).float().softmax(dim=1)
                 values, indices = probabilities.topk(k, dim=1)
                 for (path, _), row_values, row_indices in zip(readable, values.tolist(), indices.tolist()):

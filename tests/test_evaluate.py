@@ -86,3 +86,28 @@ def test_predict_labels_files_and_folders_like_evaluate_and_skips_what_it_cannot
         predict.main([str(trained / "run"), str(tmp_path / "bad.png"), "--out", str(tmp_path / "none")])
     assert stopped.value.code == 2 and "none of the 1 images could be read" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_explain_draws_the_gallery_for_a_run_and_gradcam_for_a_users_images(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from resnet_lab.explain.__main__ import main as explain
+
+    explain([str(trained / "run"), "explain.select=confident", "explain.n_images=4", "--out", str(tmp_path / "gallery")])
+    shown = json.loads((tmp_path / "gallery" / "misclassified.json").read_text())
+    assert shown["n_evaluated"] == 36 and len(shown["images"]) == min(4, shown["n_misclassified"]) and shown["target_layer"] == "layer3.1"
+    assert (tmp_path / "gallery" / "misclassified_gradcam.png").is_file() and (tmp_path / "gallery" / "confusion_matrix.png").is_file()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    Image.open(next((trained / "im" / "test" / "cat").iterdir())).resize((80, 60)).save(mine / "wide_cat.png")
+    Image.open(next((trained / "im" / "test" / "ant").iterdir())).convert("L").save(mine / "grey_ant.jpg")
+    capsys.readouterr()
+    explain([str(trained / "run"), str(mine), "--class", "bee", "--out", str(tmp_path / "own")])
+    assert "2 images explained (class bee), 0 skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["gradcam_sheet.png", "grey_ant_gradcam.png", "wide_cat_gradcam.png"]
+
+    with pytest.raises(SystemExit) as stopped:
+        explain([str(trained / "run"), str(mine), "--class", "dog", "--out", str(tmp_path / "refused")])
+    assert stopped.value.code == 2 and "--class dog is not one of the run's classes: ant, bee, cat" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()

@@ -28,7 +28,7 @@ from resnet_lab.plotting import pyplot
 @dataclass
 class GalleryCell:
     index: int
-    true: str
+    true: str | None  # None: an image without a label (a user's own file)
     predicted: str
     confidence: float
     image: np.ndarray  # HxWx3 uint8, un-normalised
@@ -36,7 +36,8 @@ class GalleryCell:
 
     @property
     def title(self) -> str:
-        return f"pred: {self.predicted} / true: {self.true} (p={self.confidence:.2f})"
+        truth = "" if self.true is None else f" / true: {self.true}"
+        return f"pred: {self.predicted}{truth} (p={self.confidence:.2f})"
 
 
 @contextmanager
@@ -112,32 +113,37 @@ def select_mistakes(predicted: torch.Tensor, confidence: torch.Tensor, true: tor
     return chosen
 
 
-def explain_misclassified(model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: GradCAMConfig, out_dir: Path) -> list[GalleryCell]:
-    """Writes misclassified_gradcam.png, misclassified.json and confusion_matrix.png."""
+def overlays(model: nn.Module, layer: str, images: torch.Tensor, normalised: torch.Tensor, targets: list[int]) -> list[np.ndarray]:
+    """GradCAM of `layer` for each image's target class, blended onto the image: HxWx3 uint8.
+    `images` are the raw pixels (uint8 values, any float dtype), `normalised` what the model sees."""
     # grad-cam brings torchvision and scikit-learn (about 4 s of imports): loaded only here, so
     # that runs with explain=none, sweeps' refused settings and --help never pay for it.
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    with preserved_state(model):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        with torch.autocast(normalised.device.type, enabled=False), GradCAM(model=model, target_layers=[target_layer(model, layer)]) as cam:
+            maps = cam(input_tensor=normalised.contiguous(), targets=[ClassifierOutputTarget(t) for t in targets])
+    pixels = images.permute(0, 2, 3, 1).cpu().float().numpy() / 255.0
+    return [show_cam_on_image(pixels[k].astype(np.float32), maps[k], use_rgb=True, image_weight=0.5) for k in range(len(targets))]
+
+
+def explain_misclassified(model: nn.Module, loader: DeviceLoader, classes: list[str], cfg: GradCAMConfig, out_dir: Path) -> list[GalleryCell]:
+    """Writes misclassified_gradcam.png, misclassified.json and confusion_matrix.png."""
     layer = target_layer_name(model, cfg.target_layer)
     with preserved_state(model):
         predicted, confidence, true = predictions(model, loader)
-        wrong = select_mistakes(predicted, confidence, true, cfg.n_images, GallerySelect(cfg.select))
-        images = loader.images[wrong].float() if wrong else None
-        cells: list[GalleryCell] = []
-        if wrong:
-            normalised = (images - loader.mean) * loader.inv_std
-            for p in model.parameters():
-                p.requires_grad_(True)
-            with torch.autocast(loader.device.type, enabled=False), GradCAM(model=model, target_layers=[target_layer(model, layer)]) as cam:
-                maps = cam(input_tensor=normalised.contiguous(), targets=[ClassifierOutputTarget(int(predicted[i])) for i in wrong])
-            pixels = images.permute(0, 2, 3, 1).cpu().numpy() / 255.0
-            for k, i in enumerate(wrong):
-                overlay = show_cam_on_image(pixels[k].astype(np.float32), maps[k], use_rgb=True, image_weight=0.5)
-                cells.append(
-                    GalleryCell(i, classes[int(true[i])], classes[int(predicted[i])], float(confidence[i]), (pixels[k] * 255).round().astype(np.uint8), overlay)
-                )
+    wrong = select_mistakes(predicted, confidence, true, cfg.n_images, GallerySelect(cfg.select))
+    cells: list[GalleryCell] = []
+    if wrong:
+        images = loader.images[wrong].float()
+        blended = overlays(model, layer, images, (images - loader.mean) * loader.inv_std, [int(predicted[i]) for i in wrong])
+        raw = images.permute(0, 2, 3, 1).round().to(torch.uint8).cpu().numpy()
+        for k, i in enumerate(wrong):
+            cells.append(GalleryCell(i, classes[int(true[i])], classes[int(predicted[i])], float(confidence[i]), raw[k], blended[k]))
     matrix = confusion_matrix(predicted, true, len(classes))
     write_json(
         out_dir / "misclassified.json",
@@ -148,12 +154,12 @@ def explain_misclassified(model: nn.Module, loader: DeviceLoader, classes: list[
             "images": [{"index": c.index, "true": c.true, "predicted": c.predicted, "confidence": c.confidence} for c in cells],
         },
     )
-    _plot_gallery(cells, out_dir / "misclassified_gradcam.png", cfg.columns)
+    plot_gallery(cells, out_dir / "misclassified_gradcam.png", cfg.columns)
     plot_confusion(matrix, classes, out_dir / "confusion_matrix.png")
     return cells
 
 
-def _plot_gallery(cells: list[GalleryCell], path: Path, columns: int) -> None:
+def plot_gallery(cells: list[GalleryCell], path: Path, columns: int) -> None:
     plt = pyplot()
     columns = max(1, min(columns, len(cells)))
     rows = max(1, math.ceil(len(cells) / columns))

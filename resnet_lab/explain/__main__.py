@@ -1,0 +1,95 @@
+"""`python -m resnet_lab.explain <run dir | checkpoint.pt> [images or folders...] [--class NAME] [--out DIR] [overrides...]`
+
+Without images: the GradCAM gallery of misclassified images of a trained run, on its evaluation
+split or on other data (`data=...` overrides), chosen and laid out by the gallery's options
+(`explain.select=per_class|confident|random|first`, `explain.n_images`, `explain.columns`):
+misclassified_gradcam.png, misclassified.json and confusion_matrix.png. With images (files of any
+size PIL reads, or folders of .png/.jpg/.jpeg): GradCAM for each one's predicted class, or for
+`--class NAME`, resized and normalised the way the run's data was: one PNG per image and a
+contact sheet, gradcam_sheet.png. Outputs go to outputs/explain/<date>/<time> or --out.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+
+def gallery(location: Path, overrides: list[str], out: Path) -> str:
+    from resnet_lab.evaluate import rebuild
+    from resnet_lab.explain.gradcam import explain_misclassified
+
+    chosen = [] if any(o.startswith("explain=") for o in overrides) else ["explain=gradcam"]
+    run, trainer, classes, eval_name, _, _ = rebuild(location, [*chosen, *overrides])
+    out.mkdir(parents=True, exist_ok=True)
+    cells = explain_misclassified(trainer.model, trainer.eval_loader, classes, run.explain, out)
+    return f"{len(cells)} misclassified {eval_name} images explained"
+
+
+def own_images(location: Path, paths: list[Path], class_name: str | None, out: Path) -> str:
+    import torch
+
+    from resnet_lab.errors import DataError
+    from resnet_lab.explain.gradcam import GalleryCell, overlays, plot_gallery, target_layer_name
+    from resnet_lab.predict import image_files, load_model, normalise, read_image
+
+    model, classes, run = load_model(location)
+    if class_name is not None and class_name not in classes:
+        raise DataError(f"--class {class_name} is not one of the run's classes: {', '.join(classes)}")
+    files = image_files(paths)
+    read = [(path, read_image(path, run.data.image_size)) for path in files]
+    skipped = [path for path, image in read if image is None]
+    read = [(path, image) for path, image in read if image is not None]
+    if not read:
+        raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
+    device = next(model.parameters()).device
+    images = torch.stack([image for _, image in read]).to(device).float()
+    normalised = normalise(images, run.data)
+    with torch.no_grad():
+        probabilities = model(normalised).float().softmax(dim=1)
+    targets = [classes.index(class_name)] * len(read) if class_name else probabilities.argmax(dim=1).tolist()
+    layer = target_layer_name(model, getattr(run.explain, "target_layer", None))
+    blended = overlays(model, layer, images, normalised, targets)
+    raw = images.permute(0, 2, 3, 1).round().to(torch.uint8).cpu().numpy()
+    cells = [GalleryCell(k, None, classes[t], float(probabilities[k, t]), raw[k], blended[k]) for k, t in enumerate(targets)]
+    out.mkdir(parents=True, exist_ok=True)
+    for (path, _), cell in zip(read, cells):
+        plot_gallery([cell], out / f"{path.stem}_gradcam.png", columns=1)
+    plot_gallery(cells, out / "gradcam_sheet.png", columns=min(6, len(cells)))
+    for path in skipped:
+        print(f"skipped (unreadable): {path}", file=sys.stderr)
+    return f"{len(cells)} images explained ({'class ' + class_name if class_name else 'predicted class'}), {len(skipped)} skipped"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from resnet_lab.errors import ResnetLabError
+    from resnet_lab.messages import one_line
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if args else 2)
+    options: dict[str, str] = {}
+    for flag in ("--class", "--out"):
+        if flag in args:
+            at = args.index(flag)
+            if at + 1 >= len(args):
+                print(f"error: {flag} needs a value", file=sys.stderr)
+                sys.exit(2)
+            options[flag] = args.pop(at + 1)
+            args.pop(at)
+    location = Path(args[0]).expanduser().resolve()
+    overrides = [a for a in args[1:] if "=" in a]
+    images = [Path(a) for a in args[1:] if "=" not in a]
+    out = Path(options.get("--out") or Path("outputs") / "explain" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
+    try:
+        done = own_images(location, images, options.get("--class"), out) if images else gallery(location, overrides, out)
+    except ResnetLabError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    print(f"{done}; outputs in {out}")
+
+
+if __name__ == "__main__":
+    main()
