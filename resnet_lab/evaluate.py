@@ -19,9 +19,25 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-# Settings every evaluation runs with, whatever the run trained with: one process, no tracker,
-# no resume, no progress bar.
-FIXED = ["trainer.strategy=single", "logger=none", "trainer.resume=false", "trainer.progress=false"]
+# Settings every evaluation runs with, whatever the run trained with: one process, no resume, no
+# progress bar, and no tracker unless the command line names a logger (`logger=wandb`).
+FIXED = ["trainer.strategy=single", "trainer.resume=false", "trainer.progress=false"]
+
+
+def saved_run_config(location: Path, extra: list[str]):
+    """(typed config of the run saved at `location` with `extra` on top and the fixed settings,
+    where the config was read): what evaluate, predict and explain rebuild the run from."""
+    from hydra import compose, initialize_config_dir
+
+    from resnet_lab import CONF_DIR
+    from resnet_lab.config import validate
+    from resnet_lab.reproduce import load_saved_config, overrides_for, without_regrouped
+
+    config, choices, source = load_saved_config(location)
+    fixed = FIXED if any(o.startswith("logger=") for o in extra) else [*FIXED, "logger=none"]
+    overrides = [*without_regrouped(overrides_for(config, choices), [*extra, *fixed]), *fixed, *extra]
+    with initialize_config_dir(str(CONF_DIR)):
+        return validate(compose("train", overrides=overrides)), source
 
 
 @dataclass
@@ -52,21 +68,13 @@ def scores(logits, labels, classes: list[str]) -> Scores:
 def rebuild(location: Path, extra: list[str]):
     """(typed config, trainer holding the run's final weights over the data its config and
     `extra` describe, classes, evaluation split name, checkpoint path, where the config was read)."""
-    from hydra import compose, initialize_config_dir
-
-    from resnet_lab import CONF_DIR
-    from resnet_lab.config import validate
     from resnet_lab.errors import DataError
-    from resnet_lab.reproduce import load_saved_config, overrides_for, without_regrouped
     from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
     from resnet_lab.train.components import build_components
     from resnet_lab.train.run import build_trainer
 
-    config, choices, source = load_saved_config(location)
+    run, source = saved_run_config(location, extra)
     checkpoint = resolve_checkpoint(location)
-    overrides = [*without_regrouped(overrides_for(config, choices), [*extra, *FIXED]), *FIXED, *extra]
-    with initialize_config_dir(str(CONF_DIR)):
-        run = validate(compose("train", overrides=overrides))
     state = load_checkpoint(checkpoint)
     parts = build_components(run)
     saved_classes = list(state.get("classes") or [])
@@ -83,20 +91,20 @@ def rebuild(location: Path, extra: list[str]):
     return run, trainer, classes, eval_name, checkpoint, source
 
 
-def evaluate(location: Path, extra: list[str]) -> tuple[dict, dict[str, Scores]]:
-    """(what was evaluated, scores by TTA mode: 'none' and the run's own mode if it has one)."""
+def evaluate(location: Path, extra: list[str]):
+    """(typed config, what was evaluated, scores by TTA mode: 'none' and the run's own mode if it has one)."""
     import torch
 
     from resnet_lab.config.schema import TTAMode
 
-    _, trainer, classes, eval_name, checkpoint, source = rebuild(location, extra)
+    run, trainer, classes, eval_name, checkpoint, source = rebuild(location, extra)
     modes = [TTAMode.none] + ([trainer.tta] if trainer.tta != TTAMode.none else [])
     results = {}
     for mode in modes:
         logits, labels = zip(*trainer.predictions(trainer.eval_loader, mode))
         results[mode.value] = scores(torch.cat(logits).float(), torch.cat(labels), classes)
     what = {"location": str(location), "config_from": source, "checkpoint": str(checkpoint), "split": eval_name, "images": len(trainer.eval_loader.labels)}
-    return what, results
+    return run, what, results
 
 
 def write_outputs(out: Path, what: dict, results: dict[str, Scores], recorded: dict | None) -> None:
@@ -115,6 +123,24 @@ def write_outputs(out: Path, what: dict, results: dict[str, Scores], recorded: d
             writer.writerow(["true \\ predicted", *classes])
             writer.writerows([name, *row] for name, row in zip(classes, result.confusion))
         plot_confusion(np.array(result.confusion), classes, out / f"{stem}.png", title=f"{what['split']}, TTA {mode}")
+
+
+def track(run, out: Path, what: dict, results: dict[str, Scores]) -> None:
+    """With a logger named on the command line: one W&B run of job_type `evaluate` beside the
+    outputs, in the training run's group (its sweep folder, for a sweep's job), naming the run
+    and checkpoint it evaluated, with the scores in its summary and the confusion matrices."""
+    from resnet_lab.config.schema import LoggerKind
+    from resnet_lab.track import Tracker
+
+    if run.logger.kind == LoggerKind.none:
+        return
+    run_dir = Path(what["checkpoint"]).parent.parent
+    group = str(run_dir.parent) if (run_dir.parent / "multirun.yaml").is_file() else None
+    config = {**run.resolved(), "evaluated_run": str(run_dir), "evaluated_checkpoint": what["checkpoint"], "split": what["split"]}
+    tracker = Tracker.start(run.logger, out, config, job_type="evaluate", name=f"evaluate {run_dir.name}", group=group)
+    tracker.summarise({f"{mode}/{key}": getattr(result, key) for mode, result in results.items() for key in ("top1", "top5")})
+    tracker.log_images({path.stem: path for path in sorted(out.glob("confusion_matrix*.png"))})
+    tracker.finish(0)
 
 
 def recorded_accuracy(location: Path) -> dict | None:
@@ -145,12 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     location, extra = Path(args[0]).expanduser().resolve(), args[1:]
     out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
-        what, results = evaluate(location, extra)
+        run, what, results = evaluate(location, extra)
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
     recorded = recorded_accuracy(location)
     write_outputs(out, what, results, recorded)
+    track(run, out, what, results)
     for mode, result in results.items():
         print(f"{what['split']} ({what['images']} images), TTA {mode}: top-1 {100 * result.top1:.2f}%, top-5 {100 * result.top5:.2f}%")
     if recorded is not None:

@@ -38,21 +38,14 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 def load_model(location: Path):
     """(model on its device in eval mode, classes, run config) from a run's saved config and weights."""
-    from hydra import compose, initialize_config_dir
-
-    from resnet_lab import CONF_DIR
-    from resnet_lab.config import validate
     from resnet_lab.config.targets import build
     from resnet_lab.errors import DataError
-    from resnet_lab.evaluate import FIXED
-    from resnet_lab.reproduce import load_saved_config, overrides_for
+    from resnet_lab.evaluate import saved_run_config
     from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
     from resnet_lab.train.environment import select_device
 
-    config, choices, _ = load_saved_config(location)
+    run, _ = saved_run_config(location, [])
     checkpoint = resolve_checkpoint(location)
-    with initialize_config_dir(str(CONF_DIR)):
-        run = validate(compose("train", overrides=[*overrides_for(config, choices), *FIXED]))
     state = load_checkpoint(checkpoint)
     classes = list(state.get("classes") or [])
     if not classes:

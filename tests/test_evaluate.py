@@ -45,6 +45,17 @@ def test_the_runs_own_split_gives_the_recorded_accuracy_with_and_without_tta(tra
     assert f"top-1 {100 * final['eval_acc']:.2f}%" in printed and f"outputs in {out}" in printed
 
 
+def test_with_a_logger_the_evaluation_is_a_wandb_run_naming_what_it_evaluated(trained, tmp_path):
+    from resnet_lab.track.offline_run import read_offline_run
+
+    out = tmp_path / "tracked"
+    evaluate.main([str(trained / "run"), "logger=wandb", "logger.mode=offline", "--out", str(out)])
+    logged = read_offline_run(next((out / "wandb").glob("offline-run-*")))
+    result = json.loads((out / "evaluation.json").read_text())["results"]
+    assert logged.config["evaluated_run"] == str(trained / "run") and logged.config["evaluated_checkpoint"].endswith("checkpoints/last.pt")
+    assert logged.summary["none/top1"] == result["none"]["top1"] and logged.summary["flip/top1"] == result["flip"]["top1"]
+
+
 def test_a_folder_that_is_not_a_run_other_classes_or_another_width_are_refused(trained, tmp_path, capsys):
     cases = {
         "not a run": ([str(tmp_path)], "holds no saved config"),
