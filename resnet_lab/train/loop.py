@@ -162,6 +162,8 @@ class Trainer:
                 torch.zeros((), dtype=torch.int64, **zeros),
                 torch.full((), -1, dtype=torch.int64, **zeros),
             )
+        first_group = self.optimizer.param_groups[0]
+        first_scale = GroupSpec.of(first_group).lr_scale  # fixed for the run: read once, not per step
         start = time.perf_counter()
         batches = tqdm(
             self.train_loader.batches(progress.order, progress.next_batch),
@@ -184,8 +186,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            first_group = self.optimizer.param_groups[0]
-            progress.lrs.append(first_group["lr"] / GroupSpec.of(first_group).lr_scale)  # in scheduler.max_lr's units
+            progress.lrs.append(first_group["lr"] / first_scale)  # in scheduler.max_lr's units
             self.scheduler.step()
             if self.ema is not None and (index + 1) % self.ema.every == 0:
                 self.ema.update()
