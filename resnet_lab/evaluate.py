@@ -1,4 +1,4 @@
-"""`python -m resnet_lab.evaluate <run dir | checkpoint.pt> [overrides...] [--out DIR]`
+"""`python -m resnet_lab.evaluate <run dir | checkpoint.pt | W&B run or model artifact dir> [overrides...] [--out DIR]`
 
 Evaluates a trained run's final weights (checkpoints/last.pt, the EMA weights when the run
 evaluated them) on its evaluation split, or on other data given as overrides (e.g.
@@ -131,24 +131,32 @@ def track(run, out: Path, what: dict, results: dict[str, Scores]) -> None:
     and checkpoint it evaluated, with the scores in its summary and the confusion matrices."""
     from resnet_lab.config.schema import LoggerKind
     from resnet_lab.track import Tracker
+    from resnet_lab.track.offline_run import find_transaction_log
+    from resnet_lab.train.checkpoint import run_dir_of
 
     if run.logger.kind == LoggerKind.none:
         return
-    run_dir = Path(what["checkpoint"]).parent.parent
+    run_dir = run_dir_of(Path(what["checkpoint"]))
     group = str(run_dir.parent) if (run_dir.parent / "multirun.yaml").is_file() else None
     config = {**run.resolved(), "evaluated_run": str(run_dir), "evaluated_checkpoint": what["checkpoint"], "split": what["split"]}
     tracker = Tracker.start(run.logger, out, config, job_type="evaluate", name=f"evaluate {run_dir.name}", group=group)
+    training_log = find_transaction_log(run_dir)
+    if training_log is not None:
+        tracker.use_model_of(training_log.stem.removeprefix("run-"))
     tracker.summarise({f"{mode}/{key}": getattr(result, key) for mode, result in results.items() for key in ("top1", "top5")})
     tracker.log_images({path.stem: path for path in sorted(out.glob("confusion_matrix*.png"))})
     tracker.finish(0)
 
 
-def recorded_accuracy(location: Path) -> dict | None:
-    """What the run itself recorded at its end (summary.json), to set beside the evaluation."""
-    run_dir = location.parent.parent if location.is_file() else location
-    if not (run_dir / "summary.json").is_file():
+def recorded_accuracy(checkpoint: Path) -> dict | None:
+    """What the run recorded at its end (its summary.json), to set beside the evaluation of its
+    final weights (last.pt; best.pt's weights were scored at an earlier epoch)."""
+    from resnet_lab.train.checkpoint import LAST, run_dir_of
+
+    summary = run_dir_of(checkpoint) / "summary.json"
+    if checkpoint.name != LAST or not summary.is_file():
         return None
-    final = json.loads((run_dir / "summary.json").read_text())["final"]
+    final = json.loads(summary.read_text())["final"]
     return {"eval_acc": final["eval_acc"], "tta_acc": final.get("tta_acc")}
 
 
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
-    recorded = recorded_accuracy(location)
+    recorded = recorded_accuracy(Path(what["checkpoint"]))
     write_outputs(out, what, results, recorded)
     track(run, out, what, results)
     for mode, result in results.items():

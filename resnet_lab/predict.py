@@ -1,12 +1,13 @@
-"""`python -m resnet_lab.predict <run dir | checkpoint.pt> <image files or folders...> [--top K] [--out DIR]`
+"""`python -m resnet_lab.predict <run dir | checkpoint.pt | W&B run or model artifact dir> <image files or folders...> [--top K] [--out DIR]`
 
 Labels new images with a trained run: the top K classes (default 3) with their probabilities for
 every image file given, or found under a folder given (.png, .jpg, .jpeg), as a table on the
 terminal and predictions.csv (default outputs/predict/<date>/<time>/). Images of any size are
 converted to RGB, resized to the run's data.image_size and normalised with the run's mean and std,
-the way its data was; batches run on the run's device with the final weights evaluation used
-(checkpoints/last.pt). An unreadable image is named and skipped, and the skipped ones are listed at
-the end; when none is readable the command stops with exit 2 and writes nothing.
+the way its data was; batches run on the run's device, in its precision, with the final weights
+evaluation used (checkpoints/last.pt; or the checkpoint of a W&B run or model artifact folder).
+An unreadable image is named and skipped, and the skipped ones are listed at the end; when none
+is readable the command stops with exit 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -88,9 +89,12 @@ def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Pat
     import torch
     from tqdm import tqdm
 
+    from resnet_lab.train.environment import autocast, select_precision
+
     model, classes, run = load_model(location)
     files = image_files(paths)
     device = next(model.parameters()).device
+    precision = select_precision(run.trainer, device)
     k = min(top, len(classes))
     results, skipped = [], []
     with torch.no_grad(), tqdm(total=len(files), unit="img", disable=None) as bar:
@@ -101,7 +105,9 @@ def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Pat
             readable = [(path, image) for path, image in zip(chunk, images) if image is not None]
             if readable:
                 batch = normalise(torch.stack([image for _, image in readable]).to(device), run.data)
-                probabilities = model(batch).float().softmax(dim=1)
+                with autocast(precision, device):
+                    logits = model(batch)
+                probabilities = logits.float().softmax(dim=1)
                 values, indices = probabilities.topk(k, dim=1)
                 for (path, _), row_values, row_indices in zip(readable, values.tolist(), indices.tolist()):
                     results.append((path, [(classes[i], p) for i, p in zip(row_indices, row_values)]))
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     from resnet_lab.messages import one_line
 
     parser = argparse.ArgumentParser(prog="python -m resnet_lab.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a run directory or a checkpoint .pt file")
+    parser.add_argument("run", type=Path, help="a run directory, a checkpoint .pt file, or a W&B run or model artifact folder")
     parser.add_argument("paths", type=Path, nargs="+", help="image files or folders of images")
     parser.add_argument("--top", type=int, default=3, help="classes listed per image (default 3)")
     parser.add_argument("--out", type=Path, help="folder for predictions.csv (default outputs/predict/<date>/<time>)")

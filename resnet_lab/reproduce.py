@@ -39,7 +39,7 @@ def _from_hydra_dir(run_dir: Path) -> tuple[dict, dict[str, str]]:
 def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]:
     """(config, group choices when known, what it was read from)."""
     from resnet_lab.track.offline_run import find_transaction_log, read_offline_run
-    from resnet_lab.train.checkpoint import load_checkpoint
+    from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint
 
     if not location.exists():
         raise DataError(f"{location} does not exist; pass a run directory, a checkpoint .pt file or a W&B run directory")
@@ -50,10 +50,10 @@ def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]
         return config, choices, f"{location / '.hydra'}"
     if find_transaction_log(location) is not None:
         return read_offline_run(location).config, None, f"W&B run {find_transaction_log(location)}"
-    for name in ("last.pt", "best.pt"):
-        if (location / "checkpoints" / name).is_file():
-            return load_checkpoint(location / "checkpoints" / name)["config"], None, f"checkpoint {location / 'checkpoints' / name}"
-    raise DataError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt or a W&B run log)")
+    for candidate in (location / "checkpoints" / LAST, location / "checkpoints" / BEST, *sorted(location.glob("*.pt"))):
+        if candidate.is_file():
+            return load_checkpoint(candidate)["config"], None, f"checkpoint {candidate}"
+    raise DataError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt, a W&B run log or a W&B model artifact's .pt)")
 
 
 def infer_choices(config: dict) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, run_cli, write_image_folder
+from conftest import TINY, run_main, write_image_folder
 from resnet_lab.config.schema import HeadPool
 from resnet_lab.train.checkpoint import UnsafeCheckpointError, load_checkpoint
 
@@ -54,11 +54,11 @@ def test_a_checkpoint_of_an_older_resnet_lab_with_enum_members_loads_as_plain_va
 @pytest.mark.slow
 def test_reproduce_and_resume_refuse_a_crafted_checkpoint_in_one_line(tmp_path):
     run_dir, marker = crafted_run(tmp_path)
-    reproduced = run_cli("resnet_lab.reproduce", str(run_dir), cwd=tmp_path)
+    reproduced = run_main("resnet_lab.reproduce", str(run_dir), cwd=tmp_path)
     assert reproduced.returncode == 2 and reproduced.stderr.count("\n") == 1, reproduced.stderr
     assert reproduced.stderr.startswith("error: refused to load") and "could run code" in reproduced.stderr
     write_image_folder(tmp_path / "im", train_per_class=8, test_per_class=4)
-    resumed = run_cli(
+    resumed = run_main(
         "resnet_lab.train",
         "data=image_folder",
         f"data.root={tmp_path / 'im'}",
@@ -77,8 +77,8 @@ def test_reproduce_and_resume_refuse_a_crafted_checkpoint_in_one_line(tmp_path):
 def test_a_refused_resume_leaves_no_wandb_run_and_no_outputs(tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=16, test_per_class=4)
     args = ["data=image_folder", f"data.root={tmp_path / 'im'}", *TINY]
-    first = run_cli("resnet_lab.train", *args, "trainer.epochs=2", "hydra.run.dir=first", cwd=tmp_path)
+    first = run_main("resnet_lab.train", *args, "trainer.epochs=2", "hydra.run.dir=first", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    other = run_cli("resnet_lab.train", *args, "trainer.epochs=3", "logger=wandb", f"resume_from={tmp_path / 'first'}", "hydra.run.dir=other", cwd=tmp_path)
+    other = run_main("resnet_lab.train", *args, "trainer.epochs=3", "logger=wandb", f"resume_from={tmp_path / 'first'}", "hydra.run.dir=other", cwd=tmp_path)
     assert other.returncode == 2 and "cannot resume" in other.stderr and "trainer.epochs" in other.stderr, other.stderr
     assert not (tmp_path / "other").exists(), "a refused run leaves no folder"

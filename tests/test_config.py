@@ -7,7 +7,7 @@ import torch
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from conftest import TINY, compose_config, run_cli
+from conftest import TINY, compose_config, run_main
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.config.schema import SCHEMAS
 from resnet_lab.optim.optimizers import build_optimizer
@@ -118,7 +118,7 @@ CLI_CASES = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("override", "needles"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input_is_one_line_and_non_zero(override, needles, image_root, tmp_path):
-    result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, override, cwd=tmp_path)
+    result = run_main("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, override, cwd=tmp_path)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

@@ -43,10 +43,10 @@ def test_missing_cifar_batches_name_root_and_the_alternative(tmp_path):
 
 @pytest.mark.parametrize("data", [["data=cifar10", "data.download=false"], ["data=image_folder"]])
 def test_a_run_refused_for_its_data_leaves_nothing_behind(data, tmp_path):
-    from conftest import TINY, run_cli
+    from conftest import TINY, run_main
 
     tracked = [o for o in TINY if not o.startswith("logger=")] + ["logger=wandb"]
-    result = run_cli("resnet_lab.train", *data, "data.root=nowhere", *tracked, cwd=tmp_path)
+    result = run_main("resnet_lab.train", *data, "data.root=nowhere", *tracked, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nowhere" in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == [], "no outputs/, no W&B run"
 

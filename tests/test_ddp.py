@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, run_main
 
 # The real-data comparison: a 1/4-width net on 2,500 training and 1,000 test images of the JPEG
 # copy, 3 epochs at a global batch of 128. Chance is 10%.
@@ -49,7 +49,7 @@ def test_two_ranks_write_one_run_and_match_one_process(jpeg_root, tmp_path):
     (tmp_path / "single").mkdir()
     ddp = torchrun(*data, *REAL, "trainer.strategy=ddp", "logger=wandb", cwd=tmp_path / "ddp")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = run_cli("resnet_lab.train", *data, *REAL, "logger=none", cwd=tmp_path / "single")
+    single = run_main("resnet_lab.train", *data, *REAL, "logger=none", cwd=tmp_path / "single")
     assert single.returncode == 0, single.stderr[-3000:]
 
     dirs = run_dirs(tmp_path / "ddp")
@@ -101,7 +101,7 @@ def test_a_ddp_run_resumes_from_rank_zeros_checkpoint(image_root, tmp_path):
 )
 def test_a_strategy_that_does_not_match_the_launch_is_one_line(image_root, tmp_path, launch, args, message):
     base = ["data=image_folder", f"data.root={image_root}", *TINY]
-    result = run_cli("resnet_lab.train", *base, *args, cwd=tmp_path) if launch == "python" else torchrun(*base, *args, cwd=tmp_path)
+    result = run_main("resnet_lab.train", *base, *args, cwd=tmp_path) if launch == "python" else torchrun(*base, *args, cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -18,10 +19,12 @@ from resnet_lab.train.run import run_training
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny run with flip TTA, trained in this process (its config lives in its checkpoints)."""
+    """A tiny run with flip TTA and an offline W&B run, trained in this process (its config lives
+    in its checkpoints)."""
     folder = tmp_path_factory.mktemp("evaluate")
     root = write_image_folder(folder / "im", train_per_class=48, test_per_class=12)
-    cfg = compose_config(["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=2", "trainer.tta=flip", "scheduler.max_lr=0.05"])
+    settings = [*TINY, "logger=wandb", "logger.mode=offline", "trainer.epochs=2", "trainer.tta=flip", "scheduler.max_lr=0.05"]
+    cfg = compose_config(["data=image_folder", f"data.root={root}", *settings])
     run_training(validate(cfg), JobContext(folder / "run"))
     return folder
 
@@ -54,6 +57,21 @@ def test_with_a_logger_the_evaluation_is_a_wandb_run_naming_what_it_evaluated(tr
     result = json.loads((out / "evaluation.json").read_text())["results"]
     assert logged.config["evaluated_run"] == str(trained / "run") and logged.config["evaluated_checkpoint"].endswith("checkpoints/last.pt")
     assert logged.summary["none/top1"] == result["none"]["top1"] and logged.summary["flip/top1"] == result["flip"]["top1"]
+
+
+def test_a_wandb_run_folder_or_a_downloaded_model_artifact_is_evaluated_as_its_run(trained, tmp_path, capsys):
+    """`wandb artifact get <entity>/<project>/best-checkpoint:v0` downloads the model artifact as
+    a folder holding best.pt; a W&B run folder lies in <run dir>/wandb/."""
+    summary = json.loads((trained / "run" / "summary.json").read_text())
+    artifact = tmp_path / "artifacts" / "best-checkpoint:v0"
+    artifact.mkdir(parents=True)
+    shutil.copy(trained / "run" / "checkpoints" / "best.pt", artifact / "best.pt")
+    wandb_run = next((trained / "run" / "wandb").glob("offline-run-*"))
+    for location, expected in ((wandb_run, summary["final"]["eval_acc"]), (artifact, summary["best_eval_acc"])):
+        out = tmp_path / location.name
+        evaluate.main([str(location), "--out", str(out)])
+        assert json.loads((out / "evaluation.json").read_text())["results"]["none"]["top1"] == expected, location
+    assert "the run recorded" in capsys.readouterr().out, "the W&B run's checkpoint is its run's last.pt"
 
 
 def test_a_folder_that_is_not_a_run_other_classes_or_another_width_are_refused(trained, tmp_path, capsys):

@@ -15,7 +15,7 @@ import optuna
 import pytest
 import torch
 
-from conftest import BARE_ENV, REPO, TINY, compose_config, run_cli, write_image_folder
+from conftest import BARE_ENV, REPO, TINY, compose_config, run_cli, run_main, write_image_folder
 from resnet_lab.config import ConfigError, validate
 from resnet_lab.errors import DivergedError, TrainingFailure
 from resnet_lab.files import check_writable
@@ -37,7 +37,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     write_image_folder(root / "im", train_per_class=64, test_per_class=16)
     args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=5", "trainer.deterministic=true", "model.dropout=0.1"]
-    full = run_cli("resnet_lab.train", *args, "hydra.run.dir=full", cwd=root)
+    full = run_main("resnet_lab.train", *args, "hydra.run.dir=full", cwd=root)
     assert full.returncode == 0, full.stderr
     return root, args, metrics(root / "full")
 
@@ -90,7 +90,7 @@ def test_sigkill_at_random_moments_then_resume_matches_the_uninterrupted_run(wor
         process.kill()
         process.communicate()
         killed_at.append(load_checkpoint(root / name / "checkpoints" / "last.pt")["epoch"])
-        resumed = run_cli("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={name}", cwd=root)
+        resumed = run_main("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={name}", cwd=root)
         assert resumed.returncode == 0, resumed.stderr
         assert metrics(root / name) == reference
     assert any(epoch < 5 for epoch in killed_at), f"every kill came too late: {killed_at}"
@@ -98,18 +98,18 @@ def test_sigkill_at_random_moments_then_resume_matches_the_uninterrupted_run(wor
 
 def test_damaged_checkpoint_is_named_and_best_is_used_only_when_asked(workspace):
     root, args, reference = workspace
-    first = run_cli("resnet_lab.train", *args, "hydra.run.dir=damaged", cwd=root)
+    first = run_main("resnet_lab.train", *args, "hydra.run.dir=damaged", cwd=root)
     assert first.returncode == 0, first.stderr
     last = root / "damaged" / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
-    refused = run_cli("resnet_lab.train", *args, "trainer.resume=true", "hydra.run.dir=damaged", cwd=root)
+    refused = run_main("resnet_lab.train", *args, "trainer.resume=true", "hydra.run.dir=damaged", cwd=root)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert str(last) in refused.stderr and "resume_fallback_best" in refused.stderr
-    fallback = run_cli("resnet_lab.train", *args, "trainer.resume=true", "trainer.resume_fallback_best=true", "hydra.run.dir=damaged", cwd=root)
+    fallback = run_main("resnet_lab.train", *args, "trainer.resume=true", "trainer.resume_fallback_best=true", "hydra.run.dir=damaged", cwd=root)
     assert fallback.returncode == 0, fallback.stderr
     assert json.loads((root / "damaged" / "summary.json").read_text())["resumed_from"].endswith("best.pt")
     assert metrics(root / "damaged") == reference
-    changed = run_cli("resnet_lab.train", *args, "trainer.epochs=7", "trainer.resume=true", "hydra.run.dir=damaged", cwd=root)
+    changed = run_main("resnet_lab.train", *args, "trainer.epochs=7", "trainer.resume=true", "hydra.run.dir=damaged", cwd=root)
     assert changed.returncode == 2 and "trainer.epochs" in changed.stderr and changed.stderr.count("\n") == 1
 
 
@@ -141,7 +141,8 @@ def test_diverging_loss_names_the_step_and_the_lr(image_root, tmp_path):
 @pytest.mark.slow
 def test_each_kind_of_failure_exits_with_its_own_code(image_root, tmp_path):
     """A bad setting exits 2 before any work; a run that started and diverged exits 3 with its
-    one line, keeping what it wrote (the run folder with its log)."""
+    one line, keeping what it wrote (the run folder with its log). Real processes: the exit
+    status is what a shell or a scheduler sees."""
     base = ["data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=1"]
     diverged = run_cli("resnet_lab.train", *base, "scheduler=constant", "scheduler.max_lr=1e6", "hydra.run.dir=diverged", cwd=tmp_path)
     assert diverged.returncode == 3 and diverged.stderr.count("\n") == 1 and "nan/inf" in diverged.stderr, diverged.stderr

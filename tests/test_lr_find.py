@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import TINY, compose_config, run_cli
+from conftest import TINY, compose_config, run_main
 from resnet_lab.config import validate
 from resnet_lab.job import JobContext
 from resnet_lab.optim.lr_range import range_test, valley
@@ -91,7 +91,7 @@ def test_range_test_applies_decoupled_decay_at_its_steady_state_size():
 
 @pytest.mark.slow
 def test_lr_find_cli_writes_json_and_plot(image_root, tmp_path):
-    result = run_cli("resnet_lab.lr_find", "data=image_folder", f"data.root={image_root}", *TINY, "lr_finder.num_iter=40", "hydra.run.dir=lrf", cwd=tmp_path)
+    result = run_main("resnet_lab.lr_find", "data=image_folder", f"data.root={image_root}", *TINY, "lr_finder.num_iter=40", "hydra.run.dir=lrf", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads((tmp_path / "lrf" / "lr_finder.json").read_text())
     assert {"lr", "loss", "steepest", "valley", "suggestion", "chosen", "why"} <= set(payload)

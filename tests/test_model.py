@@ -72,9 +72,9 @@ def test_head_options():
 
 
 def test_summary_cli_prints_the_table(tmp_path):
-    from conftest import run_cli
+    from conftest import run_main
 
-    result = run_cli("resnet_lab.summary", "model.width_multiplier=0.5", cwd=tmp_path)
+    result = run_main("resnet_lab.summary", "model.width_multiplier=0.5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "ResidualBlock-31" in result.stdout and "Linear-33" in result.stdout
     expected = sum(p.numel() for p in CustomResNet(num_classes=10, width_multiplier=0.5).parameters())

@@ -45,14 +45,14 @@ def test_auto_implementation_keeps_torchs_default_on_the_cpu():
 
 
 def test_bad_speed_settings_are_one_clear_line(image_root, tmp_path):
-    from conftest import run_cli
+    from conftest import run_main
 
     for override, allowed in (
         ("trainer.compile=fast", "auto, off, default"),
         ("trainer.tta=rotate", "none, flip, flip_translate"),
         ("optimizer.implementation=cuda", "auto, fused, foreach, for_loop"),
     ):
-        result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, override, cwd=tmp_path)
+        result = run_main("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, override, cwd=tmp_path)
         assert result.returncode == 2 and allowed in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import TINY, run_cli, write_image_folder
+from conftest import TINY, run_main, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ def sweep(cwd: Path, name: str, *extra: str):
     root = cwd / "im"
     if not root.exists():
         write_image_folder(root, train_per_class=24, test_per_class=8)
-    return run_cli(
+    return run_main(
         "resnet_lab.train",
         "-m",
         "hparams_search=optuna",
@@ -93,7 +93,7 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path)
 
 def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
-    result = run_cli(
+    result = run_main(
         "resnet_lab.train",
         "-m",
         "data=image_folder",
@@ -111,19 +111,19 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     assert [t["params"]["scheduler.max_lr"] for t in summary["trials"]] == [0.01, 0.05, 0.1]
     assert (tmp_path / "grid" / "accuracy_vs_max_lr.png").is_file()
     summary_file.unlink()
-    rebuilt = run_cli("resnet_lab.sweep_report", "grid", cwd=tmp_path)
+    rebuilt = run_main("resnet_lab.sweep_report", "grid", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads(summary_file.read_text())["n_trials"] == 3
-    missing = run_cli("resnet_lab.sweep_report", "nowhere", cwd=tmp_path)
+    missing = run_main("resnet_lab.sweep_report", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
-    again = run_cli("resnet_lab.reproduce", "grid", "--best", "hydra.run.dir=best", cwd=tmp_path)
+    again = run_main("resnet_lab.reproduce", "grid", "--best", "hydra.run.dir=best", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     best = summary["best"]
     assert f"best trial of {tmp_path / 'grid'}: {best['run_dir']}" in again.stdout
     rerun = json.loads((tmp_path / "best" / "summary.json").read_text())
     assert rerun["max_lr"] == best["params"]["scheduler.max_lr"] and rerun["reproduced_from"] == best["run_dir"]
     (tmp_path / "not-a-sweep").mkdir()
-    refused = run_cli("resnet_lab.sweep_report", "not-a-sweep", cwd=tmp_path)
+    refused = run_main("resnet_lab.sweep_report", "not-a-sweep", cwd=tmp_path)
     assert refused.returncode == 2 and "holds no sweep" in refused.stderr and refused.stderr.count("\n") == 1
     assert list((tmp_path / "not-a-sweep").iterdir()) == [], "nothing written"
 
@@ -186,7 +186,7 @@ def test_a_study_keeps_its_window_and_each_sweep_reports_its_own_trials(tmp_path
     assert "nothing to run" in said and "raise hydra.sweeper.n_trials" in said and "hydra.sweeper.study_name" in said
 
     (tmp_path / "w1" / "sweep_summary.json").unlink()
-    rebuilt = run_cli("resnet_lab.sweep_report", "w1", cwd=tmp_path)
+    rebuilt = run_main("resnet_lab.sweep_report", "w1", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     report = json.loads((tmp_path / "w1" / "sweep_summary.json").read_text())
     assert [t["number"] for t in report["trials"]] == [0, 1] and report["lr_finder_suggestion"] == 0.02
@@ -197,7 +197,7 @@ def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
     (as two multiruns started together would) is claimed once, the second gets `-2`."""
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
     for _ in range(2):
-        result = run_cli(
+        result = run_main(
             "resnet_lab.train",
             "-m",
             "data=image_folder",

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY, compose_config, run_cli
+from conftest import TINY, compose_config, run_cli, run_main
 from resnet_lab.config import validate
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.job import JobContext
@@ -33,7 +33,7 @@ def metrics_rows(run_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_offline_wandb_run_holds_config_metrics_gallery_and_artifacts(image_root, tmp_path):
-    result = run_cli(
+    result = run_main(
         "resnet_lab.train",
         *tiny_args(image_root),
         "logger=wandb",
@@ -62,7 +62,7 @@ def test_offline_wandb_run_holds_config_metrics_gallery_and_artifacts(image_root
 
 @pytest.mark.slow
 def test_logger_none_writes_no_wandb_files(image_root, tmp_path):
-    result = run_cli("resnet_lab.train", *tiny_args(image_root), "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path)
+    result = run_main("resnet_lab.train", *tiny_args(image_root), "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "run" / "wandb").exists() and not (tmp_path / "wandb").exists()
 
@@ -121,16 +121,16 @@ def test_unknown_target_layer_is_named(image_root, tmp_path):
 @pytest.mark.slow
 def test_reproduce_gives_identical_metrics_and_an_override_changes_only_its_key(image_root, tmp_path):
     args = [*tiny_args(image_root), "trainer.epochs=2", "trainer.deterministic=true", "optimizer=adamw", "model.dropout=0.1"]
-    original = run_cli("resnet_lab.train", *args, "hydra.run.dir=orig", cwd=tmp_path)
+    original = run_main("resnet_lab.train", *args, "hydra.run.dir=orig", cwd=tmp_path)
     assert original.returncode == 0, original.stderr
-    again = run_cli("resnet_lab.reproduce", "orig", "hydra.run.dir=again", cwd=tmp_path)
+    again = run_main("resnet_lab.reproduce", "orig", "hydra.run.dir=again", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "orig")
     assert "eval_acc" in again.stdout and "+0" in again.stdout
     summary = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert summary["reproduced_from"] == str(tmp_path / "orig")
 
-    changed = run_cli("resnet_lab.reproduce", str(tmp_path / "orig" / "checkpoints" / "last.pt"), "trainer.seed=7", "hydra.run.dir=seed7", cwd=tmp_path)
+    changed = run_main("resnet_lab.reproduce", str(tmp_path / "orig" / "checkpoints" / "last.pt"), "trainer.seed=7", "hydra.run.dir=seed7", cwd=tmp_path)
     assert changed.returncode == 0, changed.stderr
     old = yaml.safe_load((tmp_path / "orig" / ".hydra" / "config.yaml").read_text())
     new = yaml.safe_load((tmp_path / "seed7" / ".hydra" / "config.yaml").read_text())
@@ -141,28 +141,28 @@ def test_reproduce_gives_identical_metrics_and_an_override_changes_only_its_key(
 
 @pytest.mark.slow
 def test_reproduce_from_the_wandb_run_directory(image_root, tmp_path):
-    original = run_cli(
+    original = run_main(
         "resnet_lab.train", *tiny_args(image_root), "logger=wandb", "trainer.epochs=1", "trainer.deterministic=true", "hydra.run.dir=orig", cwd=tmp_path
     )
     assert original.returncode == 0, original.stderr
     wandb_dir = next((tmp_path / "orig" / "wandb").glob("offline-run-*"))
-    again = run_cli("resnet_lab.reproduce", str(wandb_dir), "logger=none", "hydra.run.dir=again", cwd=tmp_path)
+    again = run_main("resnet_lab.reproduce", str(wandb_dir), "logger=none", "hydra.run.dir=again", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "orig")
 
 
 @pytest.mark.slow
 def test_reproduce_of_a_missing_or_damaged_run_is_one_clear_line(tmp_path):
-    missing = run_cli("resnet_lab.reproduce", "nowhere", cwd=tmp_path)
+    missing = run_main("resnet_lab.reproduce", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
     damaged = tmp_path / "damaged"
     (damaged / ".hydra").mkdir(parents=True)
     (damaged / ".hydra" / "config.yaml").write_text("model: [unclosed\n")
-    result = run_cli("resnet_lab.reproduce", str(damaged), cwd=tmp_path)
+    result = run_main("resnet_lab.reproduce", str(damaged), cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "damaged" in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("resnet_lab.reproduce", str(empty), cwd=tmp_path)
+    result = run_main("resnet_lab.reproduce", str(empty), cwd=tmp_path)
     assert result.returncode == 2 and "holds no saved config" in result.stderr
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BARE_ENV, TINY, compose_config, configured_model, run_cli, write_image_folder
+from conftest import BARE_ENV, TINY, compose_config, configured_model, run_main, write_image_folder
 from resnet_lab.config import validate
 from resnet_lab.job import JobContext
 from resnet_lab.train.checkpoint import load_checkpoint
@@ -48,7 +48,7 @@ def _model_of(run_dir: Path) -> torch.nn.Module:
 
 @pytest.mark.slow
 def test_cli_run_directory_holds_every_output(image_root, tmp_path):
-    result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
+    result = run_main("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "summary.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
@@ -70,7 +70,7 @@ def test_cli_run_directory_holds_every_output(image_root, tmp_path):
 def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
     root = write_image_folder(tmp_path / "im", train_per_class=64, test_per_class=16)
     args = ["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=6", "trainer.deterministic=true", "model.dropout=0.2"]
-    full = run_cli("resnet_lab.train", *args, "hydra.run.dir=full", cwd=tmp_path)
+    full = run_main("resnet_lab.train", *args, "hydra.run.dir=full", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
 
     command = [sys.executable, "-m", "resnet_lab.train", *args, "hydra.run.dir=killed"]
@@ -85,7 +85,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
     assert killed_after < 6, "the run finished before it could be killed"
     assert len(read_metrics(tmp_path / "killed")) in (killed_after, killed_after + 1)
 
-    resumed = run_cli("resnet_lab.train", *args, "trainer.resume=true", "hydra.run.dir=killed", cwd=tmp_path)
+    resumed = run_main("resnet_lab.train", *args, "trainer.resume=true", "hydra.run.dir=killed", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "full")
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
@@ -94,14 +94,14 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
 
 @pytest.mark.slow
 def test_resume_without_a_checkpoint_is_one_clear_line(image_root, tmp_path):
-    result = run_cli("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.resume=true", "hydra.run.dir=empty", cwd=tmp_path)
+    result = run_main("resnet_lab.train", "data=image_folder", f"data.root={image_root}", *TINY, "trainer.resume=true", "hydra.run.dir=empty", cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "trainer.resume=true" in result.stderr and "last.pt" in result.stderr
 
 
 @pytest.mark.slow
 def test_multirun_makes_one_run_directory_per_job(image_root, tmp_path):
-    result = run_cli(
+    result = run_main(
         "resnet_lab.train",
         "-m",
         "data=image_folder",

@@ -1,4 +1,4 @@
-"""`python -m resnet_lab.explain <run dir | checkpoint.pt> [images or folders...] [--class NAME] [--out DIR] [overrides...]`
+"""`python -m resnet_lab.explain <run dir | checkpoint.pt | W&B run or model artifact dir> [images or folders...] [--class NAME] [--out DIR] [overrides...]`
 
 Without images: the GradCAM gallery of misclassified images of a trained run, on its evaluation
 split or on other data (`data=...` overrides), chosen and laid out by the gallery's options

@@ -103,6 +103,25 @@ class Tracker:
             artifact.add_file(str(path))
         self.run.log_artifact(artifact)
 
+    def use_model_of(self, training_run_id: str) -> bool:
+        """Declares the model artifact that training run `training_run_id` (same entity and
+        project) logged as this run's input, so W&B's lineage links evaluation to model. Only an
+        online run can: W&B resolves artifacts on its server. A failure here (the training run was
+        never synced, no network) warns and leaves this run tracking; returns whether it linked."""
+        if self.run is None or self.run.offline:
+            return False
+        try:
+            import wandb
+
+            training = wandb.Api().run(f"{self.run.entity}/{self.run.project}/{training_run_id}")
+            models = [artifact for artifact in training.logged_artifacts() if artifact.type == "model"]
+            for artifact in models:
+                self.run.use_artifact(artifact)
+        except Exception as error:
+            log.warning("W&B could not link the model of run %s (%s: %s); the evaluation is tracked without it", training_run_id, type(error).__name__, error)
+            return False
+        return bool(models)
+
     @_guarded
     def summarise(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

@@ -38,13 +38,31 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def resolve_checkpoint(location: str | Path) -> Path:
-    """A checkpoint file, or a run directory whose checkpoints/last.pt is meant."""
+    """The checkpoint a location means: a .pt file itself; a run directory's checkpoints/last.pt;
+    the one checkpoint in a downloaded W&B model artifact folder (`wandb artifact get` writes
+    best.pt there); or, for a W&B run directory (<run dir>/wandb/<run>), its run's last.pt."""
     path = Path(location).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / LAST
-    if not path.is_file():
-        raise DataError(f"no checkpoint at {path}; pass a run directory with checkpoints/{LAST} or a .pt file")
-    return path
+    if path.is_file():
+        return path
+    if (path / "checkpoints" / LAST).is_file():
+        return path / "checkpoints" / LAST
+    loose = sorted(path.glob("*.pt")) if path.is_dir() else []
+    if len(loose) == 1:
+        return loose[0]
+    if any(path.glob("run-*.wandb")) and (path.parent.parent / "checkpoints" / LAST).is_file():
+        return path.parent.parent / "checkpoints" / LAST
+    if len(loose) > 1:
+        raise DataError(f"{path} holds several checkpoints ({', '.join(p.name for p in loose)}); pass the .pt file meant")
+    raise DataError(
+        f"no checkpoint at {path}; pass a run directory with checkpoints/{LAST}, a .pt file, or a W&B model artifact folder "
+        "(wandb artifact get <entity>/<project>/best-checkpoint:<version>)"
+    )
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (<run>/checkpoints/x.pt), or the folder holding
+    it when it lies elsewhere (a W&B artifact folder, a file someone sent)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 def load_checkpoint(path: Path) -> dict:

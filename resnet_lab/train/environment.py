@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
+from typing import ContextManager
 
 import numpy as np
 import torch
@@ -28,6 +30,14 @@ def select_precision(cfg: TrainerConfig, device: torch.device) -> str:
     if cfg.precision == Precision.fp16 and device.type != "cuda":
         raise ConfigError("trainer.precision='fp16' is not allowed on the cpu: use bf16 or fp32 there (fp16 with a grad scaler is for cuda)")
     return Precision(cfg.precision).value
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager:
+    """The autocast of a precision chosen by `select_precision`: training, evaluation and
+    prediction compute in the same one, so their logits agree."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

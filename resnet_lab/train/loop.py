@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Callable, ContextManager, Iterator
 
@@ -24,6 +23,7 @@ from resnet_lab.train.compiled import uses_cuda_graphs
 from resnet_lab.train.components import Components
 from resnet_lab.train.distributed import all_min, all_sum, any_rank, broadcast_buffers
 from resnet_lab.train.ema import WeightAverage
+from resnet_lab.train.environment import autocast
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -141,10 +141,7 @@ class Trainer:
         self.interrupted_progress: EpochProgress | None = None
 
     def autocast(self) -> ContextManager:
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.precision, self.device)
 
     def train_epoch(self, epoch: int, epochs: int) -> tuple[float, float, float, float]:
         """Returns (mean loss, accuracy, seconds, LR of the epoch's last step). Continues a
