@@ -126,15 +126,42 @@ def image_root(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images")
 
 
+# The real-data slice the tests train on: the first 500 training and 100 test images of each
+# class of the JPEG copy (6,000 of its 60,000), so that no test pays for decoding all of them.
+JPEG_SLICE = {"train": 500, "test": 100}
+
+
 @pytest.fixture(scope="session")
 def jpeg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A slice of the JPEG copy (JPEG_SLICE), unpacked and decoded once per session: the test
+    processes (pytest-xdist) share one folder under a file lock, and its decoded-image cache is
+    filled before any test reads it."""
+    from filelock import FileLock
+
     tarball = next((p for p in SHARED_TARBALL_CANDIDATES if p.is_file()), None)
     if tarball is None:
         pytest.skip("the shared JPEG copy of CIFAR-10 is not here (set RESNET_LAB_CIFAR10_JPEG=<cifar10-jpeg.tar.gz>)")
-    target = tmp_path_factory.mktemp("jpeg")
-    with tarfile.open(tarball) as archive:
-        archive.extractall(target, filter="data")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each test process's own
+    target = shared / "jpeg"
+    with FileLock(str(shared / "jpeg.lock")):
+        if not (target / "ready").is_file():
+            with tarfile.open(tarball) as archive:
+                wanted = [m for m in archive if m.isfile() and _in_slice(Path(m.name))]
+                archive.extractall(target, members=wanted, filter="data")
+            from resnet_lab.config import validate
+            from resnet_lab.data import load_splits
+
+            load_splits(validate(compose_config(["data=image_folder", f"data.root={target / 'cifar10-jpeg'}"])).data, target / "cifar10-jpeg")
+            (target / "ready").touch()
     return target / "cifar10-jpeg"
+
+
+def _in_slice(member: Path) -> bool:
+    """cifar10-jpeg/<split>/<class>/NNNN.jpg with NNNN below the split's share of JPEG_SLICE."""
+    parts = member.parts
+    return len(parts) == 4 and parts[1] in JPEG_SLICE and member.stem.isdigit() and int(member.stem) < JPEG_SLICE[parts[1]]
 
 
 def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

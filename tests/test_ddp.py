@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO, TINY, run_main
 
-# The real-data comparison: a 1/4-width net on 2,500 training and 1,000 test images of the JPEG
-# copy, 3 epochs at a global batch of 128. Chance is 10%.
+# The real-data comparison: a 1/4-width net on 2,500 training and the 1,000 test images of the JPEG
+# slice (conftest.JPEG_SLICE), 3 epochs at a global batch of 128. Chance is 10%.
 REAL = [
     "model.width_multiplier=0.25",
     "trainer.device=cpu",

@@ -124,7 +124,7 @@ def test_multirun_makes_one_run_directory_per_job(image_root, tmp_path):
 
 @pytest.mark.slow
 def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
-    """A 1/4-width net, 5,000 training and 1,000 test images of the JPEG copy, 2 epochs on CPU.
+    """A 1/4-width net on the JPEG slice (5,000 training and 1,000 test images), 2 epochs on CPU.
     Chance is 10%; ~40% is typical here, so 25% separates "learns" from "does not" with margin."""
     cfg = compose_config(
         [
