@@ -21,7 +21,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO, TINY, write_image_folder
+from conftest import REPO, TINY, run_main, write_image_folder
 from resnet_lab.sweep.storage import open_storage
 from resnet_lab.track.offline_run import read_offline_run
 
@@ -182,7 +182,7 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_worker_loses_nothing(
         time.sleep(0.02)
     process.kill()
     process.wait()
-    restarted = subprocess.run([*command[:-1], "hydra.sweep.dir=solo-again"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    restarted = run_main(*command[2:-1], "hydra.sweep.dir=solo-again", cwd=tmp_path)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     trials = optuna.load_study(study_name="solo", storage=postgres).trials
     kept = [t for t in trials if t.state.name == "COMPLETE"]

@@ -73,7 +73,9 @@ def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metr
     assert state["epoch"] < 5
     command = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: ") :]
     assert "trainer.resume=true" in command and f"hydra.run.dir={root / name}" in command
-    resumed = subprocess.run([sys.executable, *command.split()[1:]], cwd=root, env=BARE_ENV, capture_output=True, text=True)
+    program, module, *resume_args = command.split()[1:]
+    assert (program, module) == ("-m", "resnet_lab.train"), command
+    resumed = run_main(module, *resume_args, cwd=root)
     assert resumed.returncode == 0, resumed.stderr
     assert metrics(root / name) == reference
 
@@ -220,7 +222,7 @@ def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp
     wait_for(tmp_path / "first" / "1" / "checkpoints" / "last.pt", process)
     process.kill()
     process.wait()
-    again = subprocess.run([*command, "hydra.sweep.dir=second"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    again = run_main(*command[2:], "hydra.sweep.dir=second", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
     states = [(t.number, t.state.name, bool(t.user_attrs.get("interrupted"))) for t in trials]
