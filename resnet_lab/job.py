@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from resnet_lab.secrets import mask_secrets
+from resnet_lab.trial import TrialAddress
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class JobContext:
     sweep_dir: Path | None = None  # the multirun folder this job belongs to; None for a single run
     overrides: tuple[str, ...] = ()  # the command line's task overrides, secrets masked
     slot: tuple[int, int] | None = None  # (job number, jobs running at once) under a parallel launcher
+    trial: TrialAddress | None = None  # the Optuna trial this job is, in a sweep
 
     @classmethod
     def from_hydra(cls) -> "JobContext":
@@ -39,9 +42,20 @@ class JobContext:
             sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None,
             overrides=tuple(mask_secrets(o) for o in hydra_cfg.overrides.task),
             slot=slot,
+            trial=_trial_address(hydra_cfg) if multirun else None,
         )
 
     def resume_command(self) -> str:
         """The command that continues this run in its folder with the same settings."""
         kept = [o for o in self.overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
         return " ".join(["python -m resnet_lab.train", *kept, "trainer.resume=true", f"hydra.run.dir={self.run_dir}"])
+
+
+def _trial_address(hydra_cfg: Any) -> TrialAddress | None:
+    """An Optuna sweep's job runs in `<sweep dir>/<trial number>` (the sweeper sets the subdir)
+    and its config names the study; a grid multirun's job has no study."""
+    study_name, subdir = hydra_cfg.sweeper.get("study_name"), str(hydra_cfg.sweep.subdir)
+    if not study_name or not subdir.isdigit():
+        return None
+    storage = hydra_cfg.sweeper.get("storage")
+    return TrialAddress(study_name=str(study_name), storage=None if storage is None else str(storage), number=int(subdir))

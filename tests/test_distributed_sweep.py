@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, run_main, write_image_folder
-from resnet_lab.sweep.storage import open_storage
+from resnet_lab.study_storage import open_storage
 from resnet_lab.track.offline_run import read_offline_run
 
 pytestmark = pytest.mark.slow

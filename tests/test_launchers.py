@@ -48,6 +48,34 @@ def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_threads(tmp_
     assert json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())["n_complete"] == 4
 
 
+def test_trials_in_joblib_processes_report_their_epochs_to_the_study(tmp_path):
+    """Each trial runs in a joblib worker process: the job reaches its trial through the study's
+    storage (not the sweeper's live handle) and records its learning curve there."""
+    import optuna
+
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    result = run_cli(
+        "resnet_lab.train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "data=image_folder",
+        f"data.root={tmp_path / 'im'}",
+        *TINY,
+        "trainer.epochs=2",
+        "hparams_search.max_lr_bounds=[0.01,0.1]",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.storage=sqlite:///study.db",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(list(t.intermediate_values) == [1, 2] and t.intermediate_values[2] == t.value for t in trials)
+
+
 def test_submitit_local_runs_the_same_path(tmp_path):
     summaries = grid(tmp_path, ["hydra/launcher=submitit_local"], "0.1,0.2", epochs=2)
     assert len(summaries) == 2 and all(s["final"]["eval_acc"] >= 0.6 for s in summaries), "each job learns (chance is 1/3)"

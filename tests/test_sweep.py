@@ -14,7 +14,7 @@ from conftest import TINY, run_main, write_image_folder
 pytestmark = pytest.mark.slow
 
 
-def sweep(cwd: Path, name: str, *extra: str):
+def sweep(cwd: Path, name: str, *extra: str, epochs: int = 1):
     root = cwd / "im"
     if not root.exists():
         write_image_folder(root, train_per_class=24, test_per_class=8)
@@ -25,7 +25,7 @@ def sweep(cwd: Path, name: str, *extra: str):
         "data=image_folder",
         f"data.root={root}",
         *TINY,
-        "trainer.epochs=1",
+        f"trainer.epochs={epochs}",
         "lr_finder.num_iter=30",
         f"hydra.sweep.dir={name}",
         "hydra.sweeper.storage=sqlite:///studies/test.db",
@@ -149,18 +149,32 @@ def test_other_samplers_by_override(tmp_path, sampler):
 @pytest.mark.parametrize("storage", ["null", "sqlite:///studies/exact.db", "journal:///studies/exact.log"])
 def test_every_storage_runs_exactly_the_trials_asked_for(tmp_path, storage):
     """In-memory storage (the plugin's default) once never stopped: the sweep counted its trials
-    in a study of its own that the plugin's batches never filled. PostgreSQL: test_distributed_sweep."""
-    result = sweep(tmp_path, "exact", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", "hparams_search.max_lr_bounds=[0.01,0.1]")
+    in a study of its own that the plugin's batches never filled. Each trial's evaluated epochs are
+    its intermediate values (its learning curve), in the study and in the report. PostgreSQL:
+    test_distributed_sweep."""
+    extra = ["hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", "hparams_search.max_lr_bounds=[0.01,0.1]", "trainer.eval_every=1"]
+    result = sweep(tmp_path, "exact", *extra, epochs=2)
     assert result.returncode == 0, result.stderr
-    jobs = sorted(p.name for p in (tmp_path / "exact").iterdir() if p.is_dir())
+    jobs = sorted(p.name for p in (tmp_path / "exact").iterdir() if p.is_dir() and p.name.isdigit())
     assert jobs == ["0", "1", "2"]
     summary = json.loads((tmp_path / "exact" / "sweep_summary.json").read_text())
     assert summary["n_trials"] == 3 and summary["n_complete"] == 3
+    for trial in summary["trials"]:
+        metrics = (Path(trial["run_dir"]) / "metrics.csv").read_text().splitlines()
+        assert list(trial["curve"]) == ["1", "2"] and trial["curve"]["2"] == trial["value"], trial
+        assert float(metrics[1].split(",")[header_index(metrics[0], "eval_acc")]) == pytest.approx(trial["curve"]["1"])
+    assert (tmp_path / "exact" / "learning_curves.png").stat().st_size > 5_000
     if storage != "null":
-        from resnet_lab.sweep.storage import open_storage
+        from resnet_lab.study_storage import open_storage
 
         url = storage.replace("///", f"///{tmp_path}/")
-        assert len(optuna.load_study(study_name="resnet_lab", storage=open_storage(url)).trials) == 3
+        trials = optuna.load_study(study_name="resnet_lab", storage=open_storage(url)).trials
+        assert len(trials) == 3 and [list(t.intermediate_values) for t in trials] == [[1, 2]] * 3
+        assert all(t.intermediate_values[2] == t.value for t in trials)
+
+
+def header_index(header: str, name: str) -> int:
+    return header.split(",").index(name)
 
 
 def test_a_study_keeps_its_window_and_each_sweep_reports_its_own_trials(tmp_path):

@@ -6,6 +6,7 @@
   command run again continues the study instead of adding n_trials more;
 * each trial runs in `<sweep dir>/<trial number>` and records that run directory (and, when it
   fails, the one-line reason), so workers sharing a study and a folder never share a trial folder;
+* a job run in this process reports its evaluated epochs to its live trial (resnet_lab.trial);
 * a study keeps the search space it was started with: a continued sweep that asks for another
   window is refused instead of mixing two windows in one study;
 * a password in the storage URL is opened once and masked everywhere it would be saved.
@@ -37,6 +38,7 @@ from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
 from resnet_lab.secrets import has_secret, mask_secrets
 from resnet_lab.sweep.report import from_study, write_report
+from resnet_lab.trial import live_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -96,7 +98,8 @@ class TrialRecordingLauncher(Launcher):
                 _tag(handle, "run_dir", str(self.sweep_dir / str(handle.number)))
                 overrides = [*overrides, f"hydra.sweep.subdir={handle.number}"]
             placed.append(list(overrides))
-        returns = self.inner.launch(placed, initial_job_idx)
+        with live_trials({self.sweep_dir / str(h.number): h for h in handles if h is not None}):
+            returns = self.inner.launch(placed, initial_job_idx)
         for handle, result in zip(handles, returns):
             if result.status is JobStatus.FAILED:
                 try:
@@ -124,7 +127,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         self.sweeper = TrialRecordingImpl.from_plugin(self.sweeper)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from resnet_lab.sweep.storage import absolute_storage, open_storage
+        from resnet_lab.study_storage import absolute_storage, open_storage
 
         impl = self.sweeper
         self.storage_url = absolute_storage(impl.storage)

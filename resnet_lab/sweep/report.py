@@ -31,6 +31,7 @@ class TrialRecord:
     params: dict[str, Any]
     run_dir: str | None = None
     fail_reason: str | None = None
+    curve: dict[int, float] = field(default_factory=dict)  # objective after each evaluated epoch (Optuna's intermediate values)
 
 
 @dataclass
@@ -66,6 +67,7 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
             params=dict(t.params),
             run_dir=t.user_attrs.get("run_dir"),
             fail_reason=t.user_attrs.get("fail_reason"),
+            curve={int(step): float(value) for step, value in sorted(t.intermediate_values.items())},
         )
         for t in study.get_trials(deepcopy=False)
         if t.user_attrs.get("run_dir") and Path(t.user_attrs["run_dir"]).parent == here
@@ -121,6 +123,8 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
     )
     _write_csv(out / "trials.csv", report.trials)
     plots = [_plot_history(report, out / "optimization_history.png")]
+    if any(t.curve for t in report.trials):
+        plots.append(_plot_curves(report, out / "learning_curves.png"))
     if report.kind == "optuna":
         plots.append(_plot_lr_wd(report, out / "max_lr_vs_weight_decay.png"))
         if study is not None:
@@ -170,6 +174,23 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
     if failed:
         axis.scatter([t.number for t in failed], [0] * len(failed), marker="x", color="black", label="failed")
     axis.set(xlabel="trial", ylabel="final eval accuracy (%)", title="optimisation history")
+    axis.grid(alpha=0.3)
+    _legend(axis)
+    return _save(figure, path)
+
+
+def _plot_curves(report: SweepReport, path: Path) -> Path:
+    """Each trial's objective epoch by epoch; trials that did not complete end in a cross."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for t in sorted(report.trials, key=lambda t: t.number):
+        if not t.curve:
+            continue
+        epochs, values = list(t.curve), [100 * v for v in t.curve.values()]
+        line = axis.plot(epochs, values, marker=".", alpha=0.8, label=f"trial {t.number}" if len(report.trials) <= 10 else None)[0]
+        if t.state != "COMPLETE":
+            axis.plot(epochs[-1:], values[-1:], marker="x", markersize=9, color=line.get_color())
+    axis.set(xlabel="epoch", ylabel="eval accuracy (%)", title="learning curves (x: trial did not complete)")
     axis.grid(alpha=0.3)
     _legend(axis)
     return _save(figure, path)
@@ -240,7 +261,7 @@ def report_sweep_dir(sweep_dir: Path, storage: str | None = None) -> list[Path]:
     import optuna
 
     from resnet_lab.secrets import without_masked_password
-    from resnet_lab.sweep.storage import open_storage
+    from resnet_lab.study_storage import open_storage
 
     study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(without_masked_password(url)))
     return write_report(from_study(study, sweep_dir, saved.get("lr_finder_suggestion")), study)

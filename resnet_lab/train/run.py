@@ -37,6 +37,7 @@ from resnet_lab.train.loop import EpochMetrics, LoopOptions, Trainer, TrainingIn
 from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
 from resnet_lab.train.torchrun import world
+from resnet_lab.trial import TrialReporter
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,15 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
             log.info("%s accuracy with test-time augmentation (%s): %.2f%%", eval_name, trainer.tta.value, 100 * metrics.tta_acc)
         tracker.log(values, step=metrics.epoch)
 
+    trial = TrialReporter.for_job(job.run_dir, job.trial) if main and job.trial is not None else None
+
+    def report_to_trial(trainer: Trainer, metrics: EpochMetrics) -> None:
+        if trial is not None and not math.isnan(metrics.eval_acc):
+            trial.report(epoch_objective(metrics), metrics.epoch)
+
     try:
         with stop_on_signals(trainer):
-            return trainer.fit(epochs, callbacks=[checkpoint, report] if main else [])
+            return trainer.fit(epochs, callbacks=[checkpoint, report, report_to_trial] if main else [])
     except TrainingInterrupted as interrupt:
         if not main:
             raise
@@ -223,8 +230,12 @@ def evaluated(history: list[EpochMetrics]) -> list[EpochMetrics]:
 
 def objective(history: list[EpochMetrics]) -> float:
     """What a sweep maximises: the final accuracy, with test-time augmentation when it is on."""
-    final = history[-1]
-    return final.eval_acc if final.tta_acc is None else final.tta_acc
+    return epoch_objective(history[-1])
+
+
+def epoch_objective(metrics: EpochMetrics) -> float:
+    """The objective as it stood after an evaluated epoch (its trial's intermediate value)."""
+    return metrics.eval_acc if metrics.tta_acc is None else metrics.tta_acc
 
 
 def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:

@@ -1,0 +1,83 @@
+"""The channel from a sweep's job back to its Optuna trial: every evaluated epoch is reported as
+an intermediate value, so a study holds each trial's learning curve (optuna-dashboard's
+intermediate-values plot) and not only its final value.
+
+A job finds its trial in one of two ways. Jobs run in the sweeper's own process (Hydra's basic
+launcher) get the live trial handle the sweeper registered for their run folder, which works for
+every storage, in-memory included. Jobs in other processes (joblib, submitit, Ray) open the
+study's storage by its URL and address the trial by number; an in-memory study cannot be reached
+from there, nor can a storage whose password was masked in the job's config, and such a job
+trains without reporting (it says so once).
+
+Below the sweep and the training loop alike: it imports neither, and Optuna only when used.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+# Live trial handles of the jobs the sweeper runs right now, by resolved run folder: filled by
+# `live_trials` for the length of one batch, empty otherwise.
+_LIVE: dict[str, Any] = {}
+
+
+@contextmanager
+def live_trials(handles: dict[Path, Any]) -> Iterator[None]:
+    """While a batch runs, its jobs in this process find their trials by run folder."""
+    keys = [str(run_dir.resolve()) for run_dir in handles]
+    _LIVE.update(zip(keys, handles.values()))
+    try:
+        yield
+    finally:
+        for key in keys:
+            _LIVE.pop(key, None)
+
+
+@dataclass(frozen=True)
+class TrialAddress:
+    """Where a job's trial lives, as the job's own Hydra config tells it."""
+
+    study_name: str
+    storage: str | None  # None: in-memory, reachable only from the sweeper's process
+    number: int
+
+
+class TrialReporter:
+    """Reports a job's evaluated epochs to its trial."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    @classmethod
+    def for_job(cls, run_dir: Path, address: TrialAddress | None) -> "TrialReporter | None":
+        handle = _LIVE.get(str(run_dir.resolve()))
+        if handle is None and address is not None:
+            handle = _open_trial(address)
+        return None if handle is None else cls(handle)
+
+    def report(self, value: float, epoch: int) -> None:
+        """Records `value` at step `epoch`; a storage that fails here costs the curve, never the run."""
+        try:
+            self.handle.report(value, epoch)
+        except Exception as error:
+            log.warning("could not report epoch %d to trial %d (%s: %s)", epoch, self.handle.number, type(error).__name__, error)
+
+
+def _open_trial(address: TrialAddress) -> Any:
+    if address.storage is None or "***" in address.storage:
+        reason = "its study is in memory in the sweep's process" if address.storage is None else "its storage URL's password is masked here"
+        log.warning("trial %d's epochs are not reported to the study: %s (use a sqlite, journal or PostgreSQL storage)", address.number, reason)
+        return None
+    import optuna
+
+    from resnet_lab.study_storage import open_storage
+
+    study = optuna.load_study(study_name=address.study_name, storage=open_storage(address.storage))
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == address.number]
+    return optuna.trial.Trial(study, found[0]._trial_id) if found else None
