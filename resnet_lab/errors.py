@@ -56,3 +56,12 @@ class DivergedError(TrainingFailure):
 
 class DeviceOutOfMemory(TrainingFailure):
     """The accelerator ran out of memory: the batch or the model is too large for it."""
+
+
+class TrialPruned(ResnetLabError):
+    """A sweep's pruner stopped this trial after an evaluated epoch: not a failure. Its outputs so
+    far are kept and the sweep records the trial as PRUNED."""
+
+    def __init__(self, epoch: int, value: float) -> None:
+        super().__init__(f"pruned after epoch {epoch} (objective {value:.4f})")
+        self.epoch, self.value = epoch, value

@@ -1,6 +1,7 @@
 """The channel from a sweep's job back to its Optuna trial: every evaluated epoch is reported as
 an intermediate value, so a study holds each trial's learning curve (optuna-dashboard's
-intermediate-values plot) and not only its final value.
+intermediate-values plot) and not only its final value, and a pruner can stop a hopeless trial
+after any evaluated epoch.
 
 A job finds its trial in one of two ways. Jobs run in the sweeper's own process (Hydra's basic
 launcher) get the live trial handle the sweeper registered for their run folder, which works for
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from resnet_lab.config.schema import PrunerConfig, PrunerKind
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +52,49 @@ class TrialAddress:
 
 
 class TrialReporter:
-    """Reports a job's evaluated epochs to its trial."""
+    """Reports a job's evaluated epochs to its trial and, with a pruner, asks after each whether
+    the trial should stop. The job decides with its own pruner, so the same settings prune a job
+    in the sweep's process and one in a worker process alike."""
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
+    def __init__(self, handle: Any, pruner: Any = None) -> None:
+        self.handle, self.prunes = handle, pruner is not None
+        if pruner is not None:
+            handle.study.pruner = pruner
 
     @classmethod
-    def for_job(cls, run_dir: Path, address: TrialAddress | None) -> "TrialReporter | None":
+    def for_job(cls, run_dir: Path, address: TrialAddress | None, pruning: PrunerConfig | None = None) -> "TrialReporter | None":
         handle = _LIVE.get(str(run_dir.resolve()))
         if handle is None and address is not None:
             handle = _open_trial(address)
-        return None if handle is None else cls(handle)
+        if handle is None:
+            return None
+        return cls(handle, build_pruner(pruning) if pruning is not None and pruning.kind != PrunerKind.none else None)
 
-    def report(self, value: float, epoch: int) -> None:
-        """Records `value` at step `epoch`; a storage that fails here costs the curve, never the run."""
+    def report(self, value: float, epoch: int) -> bool:
+        """Records `value` at step `epoch`; returns whether the pruner stops the trial here. A
+        storage that fails here costs the curve (and the pruning), never the run."""
         try:
             self.handle.report(value, epoch)
+            return self.prunes and self.handle.should_prune()
         except Exception as error:
             log.warning("could not report epoch %d to trial %d (%s: %s)", epoch, self.handle.number, type(error).__name__, error)
+            return False
+
+
+def build_pruner(cfg: PrunerConfig) -> Any:
+    """Optuna's pruner for `hparams_search.pruner` (steps are epochs)."""
+    import optuna
+
+    kind = PrunerKind(cfg.kind)
+    if kind == PrunerKind.median:
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs)
+    if kind == PrunerKind.percentile:
+        return optuna.pruners.PercentilePruner(cfg.percentile, n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs)
+    if kind == PrunerKind.successive_halving:
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.min_epochs, reduction_factor=cfg.reduction_factor)
+    if kind == PrunerKind.hyperband:
+        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_epochs, reduction_factor=cfg.reduction_factor)
+    return optuna.pruners.NopPruner()
 
 
 def _open_trial(address: TrialAddress) -> Any:

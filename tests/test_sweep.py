@@ -228,3 +228,56 @@ def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
     for name in year:
         assert (tmp_path / "multirun" / name / "0" / "summary.json").is_file()
         assert json.loads((tmp_path / "multirun" / name / "sweep_summary.json").read_text())["n_trials"] == 1
+
+
+def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_goes_on(tmp_path):
+    """Trial 0 learns; trial 1 (a max_lr of 1e-6, enqueued) stays at chance and the median of
+    trial 0's epochs prunes it early; trial 2 still runs: the study ends with its total."""
+    (tmp_path / "studies").mkdir()
+    study = optuna.create_study(study_name="prune", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}", direction="maximize")
+    study.enqueue_trial({"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4})
+    study.enqueue_trial({"scheduler.max_lr": 1e-6, "optimizer.weight_decay": 1e-4})
+    pruning = ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
+    result = sweep(
+        tmp_path,
+        "p",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.study_name=prune",
+        "hparams_search.max_lr_bounds=[0.01,0.1]",
+        "logger=wandb",
+        *pruning,
+        epochs=4,
+    )
+    assert result.returncode == 0, result.stderr
+    trials = sorted(optuna.load_study(study_name="prune", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}").trials, key=lambda t: t.number)
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"], [(t.state.name, t.intermediate_values) for t in trials]
+    hopeless = trials[1]
+    epoch = hopeless.user_attrs["pruned_at_epoch"]
+    assert epoch < 4 and list(hopeless.intermediate_values) == list(range(1, epoch + 1))
+    assert hopeless.intermediate_values[epoch] < trials[0].intermediate_values[epoch], "pruned for being below the median"
+    run_dir = Path(hopeless.user_attrs["run_dir"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["pruned"] is True and summary["pruned_at_epoch"] == epoch and summary["epochs"] == epoch
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + epoch and (run_dir / "checkpoints" / "last.pt").is_file()
+    from resnet_lab.track.offline_run import read_offline_run
+
+    logged = read_offline_run(next((run_dir / "wandb").glob("offline-run-*")))
+    assert logged.exit_code == 0 and logged.summary["pruned"] is True and logged.summary["pruned_at_epoch"] == epoch
+    report = json.loads((tmp_path / "p" / "sweep_summary.json").read_text())
+    assert report["n_pruned"] == 1 and report["n_complete"] == 2 and report["n_failed"] == 0 and report["best"]["number"] != 1
+    assert "failed" not in (report["trials"][1].get("fail_reason") or "")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["hparams_search.pruner.kind=median", "trainer.eval_every=0"], "needs evaluated epochs, but trainer.eval_every=0"),
+        (["hparams_search.pruner.kind=hyperband", "hydra.sweeper.direction=[maximize,minimize]"], "Optuna prunes single-objective studies only"),
+        (["hparams_search.pruner.kind=percentile", "hparams_search.pruner.percentile=150"], "hparams_search.pruner.percentile=150.0 is not allowed"),
+        (["hparams_search.pruner.kind=halving"], "hparams_search.pruner.kind"),
+    ],
+)
+def test_pruning_that_cannot_work_is_refused_in_one_line_before_any_trial(tmp_path, settings, message):
+    result = sweep(tmp_path, "refused", "hydra.sweeper.n_trials=2", "hparams_search.max_lr_bounds=[0.01,0.1]", *settings)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not list((tmp_path / "refused").glob("*/summary.json")), "no trial ran"

@@ -369,6 +369,33 @@ class LRFinderConfig:
         require(self.skip_start + self.skip_end + 3 <= self.num_iter, f"{key}.num_iter", self.num_iter, "more than skip_start + skip_end + 2")
 
 
+class PrunerKind(str, Enum):
+    """How an Optuna sweep stops hopeless trials early (from their evaluated epochs)."""
+
+    none = "none"
+    median = "median"
+    percentile = "percentile"
+    successive_halving = "successive_halving"
+    hyperband = "hyperband"
+
+
+@dataclass
+class PrunerConfig:
+    kind: PrunerKind = MISSING
+    startup_trials: int = MISSING
+    warmup_epochs: int = MISSING
+    percentile: float = MISSING
+    min_epochs: int = MISSING
+    reduction_factor: int = MISSING
+
+    def check(self, key: str) -> None:
+        require(self.startup_trials >= 0, f"{key}.startup_trials", self.startup_trials, "an integer >= 0")
+        require(self.warmup_epochs >= 0, f"{key}.warmup_epochs", self.warmup_epochs, "an integer >= 0")
+        require(0 < self.percentile < 100, f"{key}.percentile", self.percentile, "a number between 0 and 100 (exclusive)")
+        require(self.min_epochs >= 1, f"{key}.min_epochs", self.min_epochs, "an integer >= 1")
+        require(self.reduction_factor >= 2, f"{key}.reduction_factor", self.reduction_factor, "an integer >= 2")
+
+
 @dataclass
 class HParamsSearchConfig:
     max_lr_bounds: Optional[List[float]] = MISSING
@@ -378,9 +405,11 @@ class HParamsSearchConfig:
     weight_decay_low: float = MISSING
     weight_decay_high: float = MISSING
     grid_points: int = MISSING
+    pruner: PrunerConfig = MISSING
 
     def check(self, key: str) -> None:
         require(self.grid_points >= 2, f"{key}.grid_points", self.grid_points, "an integer >= 2")
+        self.pruner.check(f"{key}.pruner")
         if self.max_lr_bounds is not None:
             bounds = self.max_lr_bounds
             require(

@@ -32,8 +32,8 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from resnet_lab.config.schema import HParamsSearchConfig
-from resnet_lab.errors import ConfigError
+from resnet_lab.config.schema import HParamsSearchConfig, PrunerConfig, PrunerKind
+from resnet_lab.errors import ConfigError, TrialPruned
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
 from resnet_lab.secrets import has_secret, mask_secrets
@@ -83,6 +83,7 @@ class TrialRecordingLauncher(Launcher):
         self.inner = inner
         self.sweep_dir = sweep_dir.resolve()
         self.pending: list[optuna.trial.Trial] = []
+        self.pruned: set[int] = set()  # trial numbers whose job the pruner stopped
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -104,6 +105,11 @@ class TrialRecordingLauncher(Launcher):
             if result.status is JobStatus.FAILED:
                 try:
                     result.return_value  # noqa: B018  (the property re-raises the job's exception)
+                except TrialPruned as pruned:
+                    if handle is not None:
+                        self.pruned.add(handle.number)
+                        _tag(handle, "pruned_at_epoch", pruned.epoch)
+                        log.info("trial %d pruned after epoch %d", handle.number, pruned.epoch)
                 except Exception as error:
                     _tag(handle, "fail_reason", one_line(error))
         return returns
@@ -145,6 +151,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         config = impl.config
         search: HParamsSearchConfig = OmegaConf.to_object(config.hparams_search)
         search.check("hparams_search")
+        _check_pruning(search.pruner, config, impl.directions())
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
@@ -295,6 +302,23 @@ def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:
             f"study '{study.study_name}' was started with another search space ({changed}); continue it with the same "
             "hparams_search settings (drop lr_finder_json / max_lr_bounds to reuse its window), or start a separate "
             "study with hydra.sweeper.study_name=<new name>"
+        )
+
+
+def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[str]) -> None:
+    """A pruner judges trials by their evaluated epochs, and Optuna prunes single-objective
+    studies only: refused in one line before any trial starts."""
+    if PrunerKind(pruner.kind) == PrunerKind.none:
+        return
+    if len(directions) > 1:
+        raise ConfigError(
+            f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} is not allowed with {len(directions)} objectives "
+            "(hydra.sweeper.direction): Optuna prunes single-objective studies only; use hparams_search.pruner.kind=none"
+        )
+    if int(config.trainer.eval_every) < 1:
+        raise ConfigError(
+            f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} needs evaluated epochs, but trainer.eval_every=0 evaluates "
+            "only after the last one; set trainer.eval_every=1 (or every N epochs) or hparams_search.pruner.kind=none"
         )
 
 

@@ -2,7 +2,9 @@
 
 Relies on hydra-optuna-sweeper 1.4.0rc3 (the version setup.cfg pins): `OptunaSweeperImpl.sweep`
 asks `_configure_trials(trials, ...)` for one batch's overrides right before it hands them to the
-launcher, and `_get_directions()` turns the configured direction(s) into Optuna's. A newer plugin
+launcher, tells each trial's result with `study.tell(trial=..., state=..., values=...)` on the
+study those trials came from (`trial.study`), and `_get_directions()` turns the configured
+direction(s) into Optuna's. A newer plugin
 release must be checked against both before the pin moves (tests/test_sweep.py fails if trial
 folders stop matching trial numbers). Imported only when a sweep runs: it imports Optuna.
 """
@@ -29,7 +31,28 @@ class TrialRecordingImpl(OptunaSweeperImpl):
     def _configure_trials(self, trials: list, *args: Any, **kwargs: Any) -> Sequence[Sequence[str]]:
         if self.recorder is not None:
             self.recorder.pending = list(trials)
+        if trials:
+            self._tell_pruned_trials_as_pruned(trials[0].study)
         return super()._configure_trials(trials, *args, **kwargs)
+
+    def _tell_pruned_trials_as_pruned(self, study: Any) -> None:
+        """The plugin's loop tells every job that raised as FAIL. A job stopped by its pruner
+        raised too, so this study's `tell` turns FAIL into PRUNED for the trials the launcher saw
+        pruned (Optuna then keeps the last reported epoch's value as the trial's)."""
+        import optuna
+
+        if getattr(study.tell, "tells_pruned", False):
+            return
+        plain_tell, recorder = study.tell, self.recorder
+
+        def tell(trial: Any, values: Any = None, state: Any = None, skip_if_finished: bool = False) -> Any:
+            number = trial if isinstance(trial, int) else trial.number
+            if state == optuna.trial.TrialState.FAIL and recorder is not None and number in recorder.pruned:
+                state = optuna.trial.TrialState.PRUNED
+            return plain_tell(trial, values=values, state=state, skip_if_finished=skip_if_finished)
+
+        tell.tells_pruned = True  # type: ignore[attr-defined]
+        study.tell = tell
 
     def directions(self) -> list[str]:
         """hydra.sweeper.direction as Optuna's list of 'maximize'/'minimize'."""

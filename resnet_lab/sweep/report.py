@@ -117,6 +117,7 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
             "n_trials": len(report.trials),
             "n_complete": len(report.complete),
             "n_failed": sum(t.state == "FAIL" for t in report.trials),
+            "n_pruned": sum(t.state == "PRUNED" for t in report.trials),
             "best": asdict(best) if best else None,
             "trials": [asdict(t) for t in report.trials],
         },
@@ -173,6 +174,9 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
     failed = [t for t in report.trials if t.state == "FAIL"]
     if failed:
         axis.scatter([t.number for t in failed], [0] * len(failed), marker="x", color="black", label="failed")
+    pruned = [t for t in report.trials if t.state == "PRUNED" and t.value is not None]
+    if pruned:
+        axis.scatter([t.number for t in pruned], [100 * t.value for t in pruned], marker="v", color="grey", label="pruned (at its last epoch)")
     axis.set(xlabel="trial", ylabel="final eval accuracy (%)", title="optimisation history")
     axis.grid(alpha=0.3)
     _legend(axis)
@@ -190,7 +194,7 @@ def _plot_curves(report: SweepReport, path: Path) -> Path:
         line = axis.plot(epochs, values, marker=".", alpha=0.8, label=f"trial {t.number}" if len(report.trials) <= 10 else None)[0]
         if t.state != "COMPLETE":
             axis.plot(epochs[-1:], values[-1:], marker="x", markersize=9, color=line.get_color())
-    axis.set(xlabel="epoch", ylabel="eval accuracy (%)", title="learning curves (x: trial did not complete)")
+    axis.set(xlabel="epoch", ylabel="eval accuracy (%)", title="learning curves (x: trial pruned or failed)")
     axis.grid(alpha=0.3)
     _legend(axis)
     return _save(figure, path)

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from resnet_lab.config import RunConfig
 from resnet_lab.data.datasets import ensure_readable
-from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, UnsafeCheckpointError
+from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, TrialPruned, UnsafeCheckpointError
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.explain.gradcam import target_layer, target_layer_name
 from resnet_lab.files import check_writable, write_json
@@ -79,7 +79,12 @@ def run_training(run: RunConfig, job: JobContext) -> float:
     exit_code, out_of_memory = 1, False
     try:
         prepared = _prepare(run, job, tracker, main, resume)
-        history = _fit(run, job, prepared, resolved, tracker, main)
+        try:
+            history = _fit(run, job, prepared, resolved, tracker, main)
+        except TrialPruned as pruned:
+            _finish_pruned(run, job, prepared, tracker, started, pruned)
+            exit_code = 0  # stopped on purpose: its W&B run ends cleanly
+            raise
         accuracy = _finish(run, job, prepared, history, tracker, started) if main else objective(history)
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
@@ -184,11 +189,12 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
             log.info("%s accuracy with test-time augmentation (%s): %.2f%%", eval_name, trainer.tta.value, 100 * metrics.tta_acc)
         tracker.log(values, step=metrics.epoch)
 
-    trial = TrialReporter.for_job(job.run_dir, job.trial) if main and job.trial is not None else None
+    pruning = run.hparams_search.pruner if run.hparams_search is not None else None
+    trial = TrialReporter.for_job(job.run_dir, job.trial, pruning) if main and job.trial is not None else None
 
     def report_to_trial(trainer: Trainer, metrics: EpochMetrics) -> None:
-        if trial is not None and not math.isnan(metrics.eval_acc):
-            trial.report(epoch_objective(metrics), metrics.epoch)
+        if trial is not None and not math.isnan(metrics.eval_acc) and trial.report(epoch_objective(metrics), metrics.epoch):
+            raise TrialPruned(metrics.epoch, epoch_objective(metrics))
 
     try:
         with stop_on_signals(trainer):
@@ -221,6 +227,18 @@ def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: lis
     _track_outputs(tracker, run_dir, summary)
     log.info("final %s accuracy %.2f%% (best %.2f%%); outputs in %s", eval_name, 100 * history[-1].eval_acc, 100 * summary["best_eval_acc"], run_dir)
     return summary["objective"]
+
+
+def _finish_pruned(run: RunConfig, job: JobContext, prepared: PreparedRun, tracker: Tracker, started: float, pruned: TrialPruned) -> None:
+    """A pruned trial keeps what a finished run keeps up to its last epoch (metrics.csv and the
+    checkpoints are already written), with `pruned` and the epoch in summary.json and W&B."""
+    trainer, run_dir = prepared.trainer, job.run_dir
+    summary = _summary(trainer, trainer.history, prepared.eval_name, prepared.classes, time.perf_counter() - started, prepared.resumed_from)
+    summary.update(max_lr=prepared.max_lr, max_lr_source=prepared.max_lr_source, pruned=True, pruned_at_epoch=pruned.epoch, wandb_run_dir=tracker.run_dir)
+    write_json(run_dir / "summary.json", summary)
+    plot_curves(run_dir / "curves.png", trainer.history, prepared.eval_name)
+    tracker.summarise({"pruned": True, "pruned_at_epoch": pruned.epoch, "final_eval_acc": summary["final"]["eval_acc"]})
+    log.info("trial pruned after epoch %d of %d (objective %.4f); outputs in %s", pruned.epoch, run.trainer.epochs, pruned.value, run_dir)
 
 
 def evaluated(history: list[EpochMetrics]) -> list[EpochMetrics]:
