@@ -33,7 +33,7 @@ from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.cpu_estimate import CpuEstimate
 from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import git_commit
-from resnet_lab.train.loop import EpochMetrics, LoopOptions, Trainer, TrainingInterrupted
+from resnet_lab.train.loop import EpochCallback, EpochMetrics, LoopOptions, Trainer, TrainingInterrupted
 from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
 from resnet_lab.train.torchrun import world
@@ -161,7 +161,24 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
             best["acc"] = metrics.eval_acc
             save_checkpoint(checkpoints / BEST, state)
 
-    def report(trainer: Trainer, metrics: EpochMetrics) -> None:
+    callbacks = [checkpoint, _epoch_logger(tracker, eval_name, epochs), *_trial_callbacks(run, job)] if main else []
+    try:
+        with stop_on_signals(trainer):
+            return trainer.fit(epochs, callbacks=callbacks)
+    except TrainingInterrupted as interrupt:
+        if not main:
+            raise
+        if trainer.interrupted_progress is not None:
+            save_checkpoint(checkpoints / LAST, {"trainer": trainer.state_dict(), "epoch": len(trainer.history), "config": resolved, "classes": classes})
+        print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
+        print(f"resume: {job.resume_command()}")
+        raise
+
+
+def _epoch_logger(tracker: Tracker, eval_name: str, epochs: int) -> EpochCallback:
+    """The epoch's line in train.log and its values in the tracker."""
+
+    def log_epoch(trainer: Trainer, metrics: EpochMetrics) -> None:
         scored = not math.isnan(metrics.eval_acc)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.2f%%  %s  lr %.3g  %.1fs (%.0f img/s)",
@@ -189,24 +206,23 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
             log.info("%s accuracy with test-time augmentation (%s): %.2f%%", eval_name, trainer.tta.value, 100 * metrics.tta_acc)
         tracker.log(values, step=metrics.epoch)
 
-    pruning = run.hparams_search.pruner if run.hparams_search is not None else None
-    trial = TrialReporter.for_job(job.run_dir, job.trial, pruning) if main and job.trial is not None else None
+    return log_epoch
+
+
+def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
+    """In an Optuna sweep: each evaluated epoch's objective goes to the job's trial, and the
+    trial stops (TrialPruned) when its pruner says so. Elsewhere: nothing."""
+    if job.trial is None:
+        return []
+    trial = TrialReporter.for_job(job.run_dir, job.trial, run.hparams_search.pruner if run.hparams_search is not None else None)
+    if trial is None:
+        return []
 
     def report_to_trial(trainer: Trainer, metrics: EpochMetrics) -> None:
-        if trial is not None and not math.isnan(metrics.eval_acc) and trial.report(epoch_objective(metrics), metrics.epoch):
+        if not math.isnan(metrics.eval_acc) and trial.report(epoch_objective(metrics), metrics.epoch):
             raise TrialPruned(metrics.epoch, epoch_objective(metrics))
 
-    try:
-        with stop_on_signals(trainer):
-            return trainer.fit(epochs, callbacks=[checkpoint, report, report_to_trial] if main else [])
-    except TrainingInterrupted as interrupt:
-        if not main:
-            raise
-        if trainer.interrupted_progress is not None:
-            save_checkpoint(checkpoints / LAST, {"trainer": trainer.state_dict(), "epoch": len(trainer.history), "config": resolved, "classes": classes})
-        print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
-        print(f"resume: {job.resume_command()}")
-        raise
+    return [report_to_trial]
 
 
 def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float) -> float:
