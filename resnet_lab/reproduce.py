@@ -48,11 +48,16 @@ def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]
     if (location / ".hydra" / "config.yaml").is_file():
         config, choices = _from_hydra_dir(location)
         return config, choices, f"{location / '.hydra'}"
-    if find_transaction_log(location) is not None:
-        return read_offline_run(location).config, None, f"W&B run {find_transaction_log(location)}"
-    for candidate in (location / "checkpoints" / LAST, location / "checkpoints" / BEST, *sorted(location.glob("*.pt"))):
+    # A run folder's own checkpoint before its W&B log: the checkpoint is written by the run
+    # itself, complete when the run ends; the log is written by W&B's service, possibly later.
+    for candidate in (location / "checkpoints" / LAST, location / "checkpoints" / BEST):
         if candidate.is_file():
             return load_checkpoint(candidate)["config"], None, f"checkpoint {candidate}"
+    if find_transaction_log(location) is not None:
+        return read_offline_run(location).config, None, f"W&B run {find_transaction_log(location)}"
+    loose = sorted(location.glob("*.pt"))  # a downloaded W&B model artifact holds its checkpoint loose
+    if loose:
+        return load_checkpoint(loose[0])["config"], None, f"checkpoint {loose[0]}"
     raise DataError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt, a W&B run log or a W&B model artifact's .pt)")
 
 

@@ -177,7 +177,8 @@ def run_main(module: str, *args: str, cwd: Path, env: dict[str, str] | None = No
     command line, Hydra app, output and exit code, without the 5-6 s of imports a new process
     pays. The process-wide state a command may change (working directory, argv, environment,
     Hydra's globals, logging, torch's threads and determinism, resnet_lab's caches) is put back
-    afterwards, and the caches start empty as in a new process."""
+    afterwards, the caches start empty as in a new process, and W&B is torn down as at a
+    process's exit (its service writes a run's files after the run has finished)."""
     import contextlib
     import importlib
     import io
@@ -214,6 +215,8 @@ def run_main(module: str, *args: str, cwd: Path, env: dict[str, str] | None = No
             if handler not in saved_handlers:
                 handler.close()
         root.handlers[:], root.level = saved_handlers, saved_level
+        if "wandb" in sys.modules:
+            sys.modules["wandb"].teardown()  # as at a process's exit: W&B's service flushes every run's files
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
         torch.set_num_threads(saved_threads)

@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+import wandb
 
 from conftest import TINY, compose_config, write_image_folder
 from resnet_lab import evaluate
@@ -26,6 +27,7 @@ def trained(tmp_path_factory):
     settings = [*TINY, "logger=wandb", "logger.mode=offline", "trainer.epochs=2", "trainer.tta=flip", "scheduler.max_lr=0.05"]
     cfg = compose_config(["data=image_folder", f"data.root={root}", *settings])
     run_training(validate(cfg), JobContext(folder / "run"))
+    wandb.teardown()  # as at a process's exit: W&B's service has written the run's log
     return folder
 
 
@@ -53,6 +55,7 @@ def test_with_a_logger_the_evaluation_is_a_wandb_run_naming_what_it_evaluated(tr
 
     out = tmp_path / "tracked"
     evaluate.main([str(trained / "run"), "logger=wandb", "logger.mode=offline", "--out", str(out)])
+    wandb.teardown()  # as at the command's exit
     logged = read_offline_run(next((out / "wandb").glob("offline-run-*")))
     result = json.loads((out / "evaluation.json").read_text())["results"]
     assert logged.config["evaluated_run"] == str(trained / "run") and logged.config["evaluated_checkpoint"].endswith("checkpoints/last.pt")

@@ -14,14 +14,14 @@ from conftest import TINY, run_main, write_image_folder
 pytestmark = pytest.mark.slow
 
 
-def sweep(cwd: Path, name: str, *extra: str, epochs: int = 1):
+def sweep(cwd: Path, name: str, *extra: str, epochs: int = 1, search: str = "optuna"):
     root = cwd / "im"
     if not root.exists():
         write_image_folder(root, train_per_class=24, test_per_class=8)
     return run_main(
         "resnet_lab.train",
         "-m",
-        "hparams_search=optuna",
+        f"hparams_search={search}",
         "data=image_folder",
         f"data.root={root}",
         *TINY,
@@ -272,7 +272,11 @@ def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_
     ("settings", "message"),
     [
         (["hparams_search.pruner.kind=median", "trainer.eval_every=0"], "needs evaluated epochs, but trainer.eval_every=0"),
-        (["hparams_search.pruner.kind=hyperband", "hydra.sweeper.direction=[maximize,minimize]"], "Optuna prunes single-objective studies only"),
+        (
+            ["hparams_search.pruner.kind=hyperband", "hparams_search.objectives=[accuracy,epochs]", "hydra.sweeper.direction=[maximize,minimize]"],
+            "Optuna prunes single-objective studies only",
+        ),
+        (["hydra.sweeper.direction=minimize"], "does not fit hparams_search.objectives=['accuracy']: set hydra.sweeper.direction=['maximize']"),
         (["hparams_search.pruner.kind=percentile", "hparams_search.pruner.percentile=150"], "hparams_search.pruner.percentile=150.0 is not allowed"),
         (["hparams_search.pruner.kind=halving"], "hparams_search.pruner.kind"),
     ],
@@ -281,3 +285,16 @@ def test_pruning_that_cannot_work_is_refused_in_one_line_before_any_trial(tmp_pa
     result = sweep(tmp_path, "refused", "hydra.sweeper.n_trials=2", "hparams_search.max_lr_bounds=[0.01,0.1]", *settings)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not list((tmp_path / "refused").glob("*/summary.json")), "no trial ran"
+
+
+def test_two_objectives_give_a_pareto_front_of_accuracy_and_training_time(tmp_path):
+    result = sweep(tmp_path, "front", "hydra.sweeper.n_trials=4", "hparams_search.max_lr_bounds=[0.01,0.1]", search="pareto")
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="resnet_lab_pareto", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"] and len(study.trials) == 4
+    for trial in study.trials:
+        summary = json.loads((Path(trial.user_attrs["run_dir"]) / "summary.json").read_text())
+        assert trial.values == [summary["objective"], summary["train_time_s"]]
+    report = json.loads((tmp_path / "front" / "sweep_summary.json").read_text())
+    assert sorted(t["number"] for t in report["pareto_front"]) == sorted(t.number for t in study.best_trials) != []
+    assert all(len(t["values"]) == 2 for t in report["trials"]) and (tmp_path / "front" / "pareto_front.png").stat().st_size > 5_000

@@ -396,6 +396,18 @@ class PrunerConfig:
         require(self.reduction_factor >= 2, f"{key}.reduction_factor", self.reduction_factor, "an integer >= 2")
 
 
+class Objective(str, Enum):
+    """What an Optuna sweep optimises; with two, a Pareto front. Each has one sensible direction."""
+
+    accuracy = "accuracy"  # the final evaluation accuracy (with TTA when on): maximise
+    train_time = "train_time"  # seconds spent in training epochs (summary.json train_time_s): minimise
+    epochs = "epochs"  # epochs trained (fewer, for a pruned-or-short recipe): minimise
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self is Objective.accuracy else "minimize"
+
+
 @dataclass
 class HParamsSearchConfig:
     max_lr_bounds: Optional[List[float]] = MISSING
@@ -406,10 +418,18 @@ class HParamsSearchConfig:
     weight_decay_high: float = MISSING
     grid_points: int = MISSING
     pruner: PrunerConfig = MISSING
+    objectives: List[Objective] = MISSING
 
     def check(self, key: str) -> None:
         require(self.grid_points >= 2, f"{key}.grid_points", self.grid_points, "an integer >= 2")
         self.pruner.check(f"{key}.pruner")
+        names = [Objective(o).value for o in self.objectives]
+        require(
+            names[:1] == ["accuracy"] and len(names) <= 2 and len(set(names)) == len(names),
+            f"{key}.objectives",
+            names,
+            "[accuracy] or [accuracy, train_time] or [accuracy, epochs]",
+        )
         if self.max_lr_bounds is not None:
             bounds = self.max_lr_bounds
             require(

@@ -1,4 +1,5 @@
-"""hydra-optuna-sweeper, extended in three thin ways:
+"""hydra-optuna-sweeper, extended in thin ways; it sweeps any Hydra app, and on resnet_lab's
+(whose config has `hparams_search`) it adds the LR-finder window and pruning settings:
 
 * the max_lr window is centred on an LR range test (a named lr_finder.json, the suggestion the
   study stored on its first invocation, or a test run now into the sweep directory);
@@ -32,7 +33,7 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from resnet_lab.config.schema import HParamsSearchConfig, PrunerConfig, PrunerKind
+from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfig, PrunerKind
 from resnet_lab.errors import ConfigError, TrialPruned
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
@@ -149,29 +150,18 @@ class ResumableOptunaSweeper(OptunaSweeper):
 
         impl = self.sweeper
         config = impl.config
-        search: HParamsSearchConfig = OmegaConf.to_object(config.hparams_search)
-        search.check("hparams_search")
-        _check_pruning(search.pruner, config, impl.directions())
+        # resnet_lab's own settings plug in on top; any other Hydra app sweeps its params as given.
+        search: HParamsSearchConfig | None = OmegaConf.to_object(config.hparams_search) if config.get("hparams_search") is not None else None
+        if search is not None:
+            search.check("hparams_search")
+            _check_objectives(search.objectives, impl.directions())
+            _check_pruning(search.pruner, config, impl.directions())
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
-
-        if search.max_lr_bounds:
-            low, high = search.max_lr_bounds
-            suggestion = None
-        else:
-            suggestion = self._suggestion(search, study, sweep_dir)
-            low, high = suggestion / search.lr_low_factor, suggestion * search.lr_high_factor
-            log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
-        space = {
-            "scheduler.max_lr": _log_space(low, high, search.grid_points if self._is_grid() else None),
-            "optimizer.weight_decay": _log_space(search.weight_decay_low, search.weight_decay_high, search.grid_points if self._is_grid() else None),
-        }
-        _keep_one_search_space(study, space)
-        if suggestion is not None and SUGGESTION_ATTR not in study.user_attrs:
-            study.set_user_attr(SUGGESTION_ATTR, suggestion)
+        space, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
         impl.params = OmegaConf.merge(impl.params or {}, space)
-        self._save_config(config, sweep_dir, space, [low, high])
+        self._save_config(config, sweep_dir, space, bounds)
         write_json(
             sweep_dir / STUDY_FILE,
             {"study_name": impl.study_name, "storage": self.storage_url, "lr_finder_suggestion": suggestion, "params": space},
@@ -183,6 +173,26 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 write_report(from_study(study, sweep_dir, suggestion), study)
             except Exception as error:
                 log.warning("could not write the sweep report for %s: %s", sweep_dir, one_line(error))
+
+    def _lr_window(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> tuple[dict[str, str], list[float], float | None]:
+        """(search space of max_lr and weight_decay, max_lr bounds, LR-finder suggestion or None
+        when the bounds were given), kept in the study so a continued sweep searches the same."""
+        if search.max_lr_bounds:
+            low, high = search.max_lr_bounds
+            suggestion = None
+        else:
+            suggestion = self._suggestion(search, study, sweep_dir)
+            low, high = suggestion / search.lr_low_factor, suggestion * search.lr_high_factor
+            log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
+        grid = search.grid_points if self._is_grid() else None
+        space = {
+            "scheduler.max_lr": _log_space(low, high, grid),
+            "optimizer.weight_decay": _log_space(search.weight_decay_low, search.weight_decay_high, grid),
+        }
+        _keep_one_search_space(study, space)
+        if suggestion is not None and SUGGESTION_ATTR not in study.user_attrs:
+            study.set_user_attr(SUGGESTION_ATTR, suggestion)
+        return space, [low, high], suggestion
 
     def _run_to_total(self, study: optuna.Study, arguments: list[str]) -> None:
         """One batch at a time, recounting the shared study before each: finished trials (all
@@ -250,14 +260,15 @@ class ResumableOptunaSweeper(OptunaSweeper):
         sampler = self.sweeper.sampler
         return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
 
-    def _save_config(self, config: DictConfig, sweep_dir: Path, space: dict[str, str], bounds: list[float]) -> None:
+    def _save_config(self, config: DictConfig, sweep_dir: Path, space: dict[str, str], bounds: list[float] | None) -> None:
         """multirun.yaml as Hydra's basic sweeper writes it, showing the search space actually
         used; the live config stays as composed, since Hydra checks each job's hydra.sweeper
         against it."""
         saved = OmegaConf.to_container(config, resolve=False)
-        saved["hydra"]["sweeper"]["params"].update(space)
+        saved["hydra"]["sweeper"]["params"] = {**(saved["hydra"]["sweeper"].get("params") or {}), **space}
         saved["hydra"]["sweeper"]["storage"] = self.storage_url
-        saved["hparams_search"]["max_lr_bounds"] = [float(f"{b:.6g}") for b in bounds]
+        if bounds is not None:
+            saved["hparams_search"]["max_lr_bounds"] = [float(f"{b:.6g}") for b in bounds]
         OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
 
     def _suggestion(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> float:
@@ -302,6 +313,17 @@ def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:
             f"study '{study.study_name}' was started with another search space ({changed}); continue it with the same "
             "hparams_search settings (drop lr_finder_json / max_lr_bounds to reuse its window), or start a separate "
             "study with hydra.sweeper.study_name=<new name>"
+        )
+
+
+def _check_objectives(objectives: list[Objective], directions: list[str]) -> None:
+    """Each objective has one sensible direction; hydra.sweeper.direction must say the same."""
+    expected = [Objective(o).direction for o in objectives]
+    if expected != list(directions):
+        names = [Objective(o).value for o in objectives]
+        raise ConfigError(
+            f"hydra.sweeper.direction={list(directions)} does not fit hparams_search.objectives={names}: "
+            f"set hydra.sweeper.direction={expected} (accuracy is maximised, time and epochs minimised)"
         )
 
 

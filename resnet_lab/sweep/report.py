@@ -32,6 +32,7 @@ class TrialRecord:
     run_dir: str | None = None
     fail_reason: str | None = None
     curve: dict[int, float] = field(default_factory=dict)  # objective after each evaluated epoch (Optuna's intermediate values)
+    values: list[float] | None = None  # every objective's value, in a study of several (value is the first)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SweepReport:
     lr_suggestion: float | None = None
     study: dict[str, Any] = field(default_factory=dict)
     direction: str = "maximize"  # the study's (hydra.sweeper.direction); grid multiruns maximise accuracy
+    pareto: list[int] = field(default_factory=list)  # with several objectives: the trials no other trial beats in all
 
     @property
     def complete(self) -> list[TrialRecord]:
@@ -63,17 +65,19 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
         TrialRecord(
             number=t.number,
             state=t.state.name,
-            value=t.value,
+            value=t.values[0] if t.values else None,
             params=dict(t.params),
             run_dir=t.user_attrs.get("run_dir"),
             fail_reason=t.user_attrs.get("fail_reason"),
             curve={int(step): float(value) for step, value in sorted(t.intermediate_values.items())},
+            values=list(t.values) if t.values and len(t.values) > 1 else None,
         )
         for t in study.get_trials(deepcopy=False)
         if t.user_attrs.get("run_dir") and Path(t.user_attrs["run_dir"]).parent == here
     ]
     direction = study.directions[0].name.lower()  # several objectives: the report ranks by the first
-    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction)
+    pareto = sorted(t.number for t in study.best_trials if t.number in {r.number for r in records}) if len(study.directions) > 1 else []
+    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction, pareto)
 
 
 def from_job_dirs(sweep_dir: Path) -> SweepReport:
@@ -119,6 +123,7 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
             "n_failed": sum(t.state == "FAIL" for t in report.trials),
             "n_pruned": sum(t.state == "PRUNED" for t in report.trials),
             "best": asdict(best) if best else None,
+            "pareto_front": [asdict(t) for t in report.trials if t.number in report.pareto],
             "trials": [asdict(t) for t in report.trials],
         },
     )
@@ -126,6 +131,8 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
     plots = [_plot_history(report, out / "optimization_history.png")]
     if any(t.curve for t in report.trials):
         plots.append(_plot_curves(report, out / "learning_curves.png"))
+    if any(t.values for t in report.trials):
+        plots.append(_plot_pareto(report, out / "pareto_front.png"))
     if report.kind == "optuna":
         plots.append(_plot_lr_wd(report, out / "max_lr_vs_weight_decay.png"))
         if study is not None:
@@ -200,6 +207,23 @@ def _plot_curves(report: SweepReport, path: Path) -> Path:
     return _save(figure, path)
 
 
+def _plot_pareto(report: SweepReport, path: Path) -> Path:
+    """Accuracy against the second objective; the Pareto front's trials joined and labelled."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    done = [t for t in report.complete if t.values]
+    axis.scatter([t.values[1] for t in done], [100 * t.values[0] for t in done], color="tab:grey", label="trial")
+    front = sorted((t for t in done if t.number in report.pareto), key=lambda t: t.values[1])
+    if front:
+        axis.plot([t.values[1] for t in front], [100 * t.values[0] for t in front], marker="o", color="tab:red", label="Pareto front")
+        for t in front:
+            axis.annotate(str(t.number), (t.values[1], 100 * t.values[0]), textcoords="offset points", xytext=(4, 4))
+    axis.set(xlabel="second objective (training seconds or epochs)", ylabel="final eval accuracy (%)", title="Pareto front")
+    axis.grid(alpha=0.3)
+    _legend(axis)
+    return _save(figure, path)
+
+
 def _plot_lr_wd(report: SweepReport, path: Path) -> Path | None:
     plt = pyplot()
     done = [t for t in report.complete if LR_KEY in t.params and WD_KEY in t.params]
@@ -225,9 +249,10 @@ def _plot_importances(study, numbers: set[int], path: Path) -> Path | None:
     if len(complete) < 2:
         log.info("parameter importances need >= 2 complete trials; skipped")
         return None
-    mine = optuna.create_study(direction=study.direction)
+    mine = optuna.create_study(directions=study.directions)
     mine.add_trials(complete)
-    importances = optuna.importance.get_param_importances(mine)
+    first_objective = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    importances = optuna.importance.get_param_importances(mine, target=first_objective)
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 3))
     names = list(importances)[::-1]

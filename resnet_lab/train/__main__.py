@@ -13,11 +13,12 @@ from resnet_lab.job import JobContext
 from resnet_lab.train.torchrun import process_group
 
 
-def train(cfg: DictConfig) -> float:
+def train(cfg: DictConfig) -> float | tuple[float, ...]:
     run = validate(cfg)  # a bad setting is refused before torch and the data are loaded
-    from resnet_lab.train.run import run_training
+    from resnet_lab.train.run import run_training, sweep_objectives
 
-    return run_training(run, JobContext.from_hydra())
+    job = JobContext.from_hydra()
+    return sweep_objectives(run, job.run_dir, run_training(run, job))
 
 
 def main() -> None:

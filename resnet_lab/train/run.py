@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import logging
 import math
 import signal
@@ -19,6 +20,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
 from resnet_lab.config import RunConfig
+from resnet_lab.config.schema import Objective
 from resnet_lab.data.datasets import ensure_readable
 from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, TrialPruned, UnsafeCheckpointError
 from resnet_lab.explain import explain_misclassified
@@ -255,6 +257,16 @@ def _finish_pruned(run: RunConfig, job: JobContext, prepared: PreparedRun, track
     plot_curves(run_dir / "curves.png", trainer.history, prepared.eval_name)
     tracker.summarise({"pruned": True, "pruned_at_epoch": pruned.epoch, "final_eval_acc": summary["final"]["eval_acc"]})
     log.info("trial pruned after epoch %d of %d (objective %.4f); outputs in %s", pruned.epoch, run.trainer.epochs, pruned.value, run_dir)
+
+
+def sweep_objectives(run: RunConfig, run_dir: Path, accuracy: float) -> float | tuple[float, ...]:
+    """What a job returns to its sweeper: the accuracy, or with two hparams_search.objectives
+    the pair (accuracy, training seconds or epochs) as the run's summary.json recorded them."""
+    if run.hparams_search is None or len(run.hparams_search.objectives) < 2:
+        return accuracy
+    summary = json.loads((run_dir / "summary.json").read_text())
+    recorded = {Objective.accuracy: accuracy, Objective.train_time: summary["train_time_s"], Objective.epochs: float(summary["epochs"])}
+    return tuple(recorded[Objective(o)] for o in run.hparams_search.objectives)
 
 
 def evaluated(history: list[EpochMetrics]) -> list[EpochMetrics]:
