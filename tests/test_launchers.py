@@ -41,16 +41,10 @@ def grid(tmp_path, launcher: list[str], values: str, epochs: int = 1, env: dict[
     return [json.loads((job / "summary.json").read_text()) for job in jobs]
 
 
-def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_threads(tmp_path):
-    summaries = grid(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "0.01,0.02,0.05,0.1")
-    assert len(summaries) == 4
-    assert {s["cpu_threads"] for s in summaries} == {max(1, (os.cpu_count() or 1) // 2)}
-    assert json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())["n_complete"] == 4
-
-
-def test_trials_in_joblib_processes_report_their_epochs_to_the_study(tmp_path):
-    """Each trial runs in a joblib worker process: the job reaches its trial through the study's
-    storage (not the sweeper's live handle) and records its learning curve there."""
+def test_joblib_runs_trials_in_parallel_processes_that_report_their_epochs_to_the_study(tmp_path):
+    """Each trial runs in a joblib worker process with its share of the CPU threads; the job
+    reaches its trial through the study's storage (not the sweeper's live handle) and records
+    its learning curve there."""
     import optuna
 
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
@@ -74,6 +68,8 @@ def test_trials_in_joblib_processes_report_their_epochs_to_the_study(tmp_path):
     trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     assert all(list(t.intermediate_values) == [1, 2] and t.intermediate_values[2] == t.value for t in trials)
+    summaries = [json.loads((tmp_path / "sweep" / str(t.number) / "summary.json").read_text()) for t in trials]
+    assert {s["cpu_threads"] for s in summaries} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
 def test_submitit_local_runs_the_same_path(tmp_path):
