@@ -1,4 +1,4 @@
-"""`python -m resnet_lab.evaluate <run dir | checkpoint.pt | W&B run or model artifact dir> [overrides...] [--out DIR]`
+"""`python -m resnet_lab.evaluate <run dir | checkpoint.pt | W&B run or model artifact dir | sweep dir --best> [overrides...] [--out DIR]`
 
 Evaluates a trained run's final weights (checkpoints/last.pt, the EMA weights when the run
 evaluated them) on its evaluation split, or on other data given as overrides (e.g.
@@ -163,6 +163,7 @@ def recorded_accuracy(checkpoint: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
+    from resnet_lab.reproduce import run_location
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -176,9 +177,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         out = Path(args.pop(at + 1))
         args.pop(at)
-    location, extra = Path(args[0]).expanduser().resolve(), args[1:]
+    best = "--best" in args
+    if best:
+        args.remove("--best")
+    extra = args[1:]
     out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
+        location = run_location(args[0], best)
         run, what, results = evaluate(location, extra)
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)

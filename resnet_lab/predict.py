@@ -1,4 +1,4 @@
-"""`python -m resnet_lab.predict <run dir | checkpoint.pt | W&B run or model artifact dir> <image files or folders...> [--top K] [--out DIR]`
+"""`python -m resnet_lab.predict <run dir | checkpoint.pt | W&B run or model artifact dir | sweep dir --best> <image files or folders...> [--top K] [--out DIR]`
 
 Labels new images with a trained run: the top K classes (default 3) with their probabilities for
 every image file given, or found under a folder given (.png, .jpg, .jpeg), as a table on the
@@ -120,18 +120,20 @@ def main(argv: list[str] | None = None) -> None:
 
     from resnet_lab.errors import DataError, ResnetLabError
     from resnet_lab.messages import one_line
+    from resnet_lab.reproduce import run_location
 
     parser = argparse.ArgumentParser(prog="python -m resnet_lab.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a run directory, a checkpoint .pt file, or a W&B run or model artifact folder")
+    parser.add_argument("run", type=Path, help="a run directory, a checkpoint .pt file, a W&B run or model artifact folder, or a sweep folder with --best")
     parser.add_argument("paths", type=Path, nargs="+", help="image files or folders of images")
     parser.add_argument("--top", type=int, default=3, help="classes listed per image (default 3)")
     parser.add_argument("--out", type=Path, help="folder for predictions.csv (default outputs/predict/<date>/<time>)")
+    parser.add_argument("--best", action="store_true", help="the run is a sweep folder: use its best complete trial")
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error(f"--top must be >= 1, got {args.top}")
     out = args.out or Path("outputs") / "predict" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
-        results, skipped = predict(args.run.expanduser().resolve(), args.paths, args.top)
+        results, skipped = predict(run_location(str(args.run), args.best), args.paths, args.top)
         if not results:
             raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
     except ResnetLabError as error:

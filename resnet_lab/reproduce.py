@@ -61,6 +61,20 @@ def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]
     raise DataError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt, a W&B run log or a W&B model artifact's .pt)")
 
 
+def run_location(given: str, best: bool) -> Path:
+    """The run a command is pointed at: `given` itself or, with --best, the best complete trial
+    of the sweep folder `given` (grid or Optuna), which is printed. reproduce, evaluate, predict
+    and explain all take their run this way."""
+    location = Path(given).expanduser().resolve()
+    if not best:
+        return location
+    from resnet_lab.sweep.report import best_trial_dir
+
+    trial = best_trial_dir(location)
+    print(f"best trial of {location}: {trial}")
+    return trial
+
+
 def infer_choices(config: dict) -> dict[str, str]:
     """Group options of a config saved without Hydra's choices (checkpoint, W&B run): the option
     whose YAML sets the same `_target_` / format / kind / enabled; every value is replayed
@@ -168,13 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     best = "--best" in args
     if best:
         args.remove("--best")
-    location, extra = Path(args[0]).expanduser().resolve(), args[1:]
+    extra = args[1:]
     try:
-        if best:
-            from resnet_lab.sweep.report import best_trial_dir
-
-            sweep_dir, location = location, best_trial_dir(location)
-            print(f"best trial of {sweep_dir}: {location}")
+        location = run_location(args[0], best)
         config, choices, source = load_saved_config(location)
         overrides = without_regrouped(overrides_for(config, choices), extra)
     except ResnetLabError as error:

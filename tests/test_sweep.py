@@ -122,6 +122,11 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     assert f"best trial of {tmp_path / 'grid'}: {best['run_dir']}" in again.stdout
     rerun = json.loads((tmp_path / "best" / "summary.json").read_text())
     assert rerun["max_lr"] == best["params"]["scheduler.max_lr"] and rerun["reproduced_from"] == best["run_dir"]
+    evaluated = run_main("resnet_lab.evaluate", "grid", "--best", "--out", "ev", cwd=tmp_path)
+    assert evaluated.returncode == 0 and f"best trial of {tmp_path / 'grid'}: {best['run_dir']}" in evaluated.stdout, evaluated.stderr
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["location"] == best["run_dir"]
+    labelled = run_main("resnet_lab.predict", "grid", str(tmp_path / "im" / "test"), "--best", "--out", "pr", cwd=tmp_path)
+    assert labelled.returncode == 0 and len((tmp_path / "pr" / "predictions.csv").read_text().splitlines()) == 1 + 12, labelled.stderr
     (tmp_path / "not-a-sweep").mkdir()
     refused = run_main("resnet_lab.sweep_report", "not-a-sweep", cwd=tmp_path)
     assert refused.returncode == 2 and "holds no sweep" in refused.stderr and refused.stderr.count("\n") == 1

@@ -1,4 +1,7 @@
-"""`python -m resnet_lab.explain <run dir | checkpoint.pt | W&B run or model artifact dir> [images or folders...] [--class NAME] [--out DIR] [overrides...]`
+"""`python -m resnet_lab.explain <run> [images or folders...] [--class NAME] [--out DIR] [overrides...]`
+
+<run>: a run directory, a checkpoint .pt, a W&B run or model artifact folder, or a sweep folder
+with --best (its best complete trial).
 
 Without images: the GradCAM gallery of misclassified images of a trained run, on its evaluation
 split or on other data (`data=...` overrides), chosen and laid out by the gallery's options
@@ -65,6 +68,7 @@ def own_images(location: Path, paths: list[Path], class_name: str | None, out: P
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
+    from resnet_lab.reproduce import run_location
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -79,11 +83,14 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(2)
             options[flag] = args.pop(at + 1)
             args.pop(at)
-    location = Path(args[0]).expanduser().resolve()
+    best = "--best" in args
+    if best:
+        args.remove("--best")
     overrides = [a for a in args[1:] if "=" in a]
     images = [Path(a) for a in args[1:] if "=" not in a]
     out = Path(options.get("--out") or Path("outputs") / "explain" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
     try:
+        location = run_location(args[0], best)
         done = own_images(location, images, options.get("--class"), out) if images else gallery(location, overrides, out)
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
