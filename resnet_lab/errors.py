@@ -65,3 +65,7 @@ class TrialPruned(ResnetLabError):
     def __init__(self, epoch: int, value: float) -> None:
         super().__init__(f"pruned after epoch {epoch} (objective {value:.4f})")
         self.epoch, self.value = epoch, value
+
+    def __reduce__(self) -> tuple[type, tuple[int, float]]:
+        # A job in a joblib, submitit or Ray worker hands its exception back pickled.
+        return TrialPruned, (self.epoch, self.value)

@@ -230,3 +230,14 @@ def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp
     assert [s for s in states if s[1] == "COMPLETE"] == [(0, "COMPLETE", False), (2, "COMPLETE", False), (3, "COMPLETE", False)]
     assert "interrupted" in trials[1].user_attrs["fail_reason"]
     assert trials[0].user_attrs["run_dir"].endswith("first/0")
+
+
+def test_a_pruned_trial_crosses_a_process_boundary_intact():
+    """Jobs of the joblib, submitit and Ray launchers hand their exception back pickled: a
+    pruned trial must still be recognised as pruned, with its epoch, on the sweep's side."""
+    import pickle
+
+    from resnet_lab.errors import TrialPruned
+
+    back = pickle.loads(pickle.dumps(TrialPruned(3, 0.4125)))
+    assert isinstance(back, TrialPruned) and (back.epoch, back.value) == (3, 0.4125) and str(back) == "pruned after epoch 3 (objective 0.4125)"
