@@ -284,6 +284,10 @@ def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_
         (["hydra.sweeper.direction=minimize"], "does not fit hparams_search.objectives=['accuracy']: set hydra.sweeper.direction=['maximize']"),
         (["hparams_search.pruner.kind=percentile", "hparams_search.pruner.percentile=150"], "hparams_search.pruner.percentile=150.0 is not allowed"),
         (["hparams_search.pruner.kind=halving"], "hparams_search.pruner.kind"),
+        (
+            ["hparams_search.pruner.kind=median", "hydra/launcher=joblib", "hydra.sweeper.storage=null"],
+            "with JoblibLauncher: its jobs run in other processes and cannot reach an in-memory study",
+        ),
     ],
 )
 def test_pruning_that_cannot_work_is_refused_in_one_line_before_any_trial(tmp_path, settings, message):

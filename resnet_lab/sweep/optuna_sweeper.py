@@ -155,7 +155,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if search is not None:
             search.check("hparams_search")
             _check_objectives(search.objectives, impl.directions())
-            _check_pruning(search.pruner, config, impl.directions())
+            _check_pruning(search.pruner, config, impl.directions(), self.storage_url)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
@@ -327,11 +327,23 @@ def _check_objectives(objectives: list[Objective], directions: list[str]) -> Non
         )
 
 
-def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[str]) -> None:
-    """A pruner judges trials by their evaluated epochs, and Optuna prunes single-objective
-    studies only: refused in one line before any trial starts."""
+IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[str], storage_url: str | None) -> None:
+    """A pruner judges trials by their evaluated epochs, Optuna prunes single-objective studies
+    only, and jobs in other processes reach their trial through a storage they can open: what
+    cannot work is refused in one line before any trial starts."""
     if PrunerKind(pruner.kind) == PrunerKind.none:
         return
+    launcher = str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
+    if launcher != IN_PROCESS_LAUNCHER and (storage_url is None or "***" in storage_url):
+        which = "an in-memory study" if storage_url is None else "a storage URL whose password is masked in their config"
+        raise ConfigError(
+            f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} with {launcher.rsplit('.', 1)[-1]}: its jobs run in other processes "
+            f"and cannot reach {which}; set hydra.sweeper.storage=sqlite:///<file>.db or journal:///<file>.log "
+            "(or PostgreSQL with PGPASSWORD instead of a password in the URL)"
+        )
     if len(directions) > 1:
         raise ConfigError(
             f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} is not allowed with {len(directions)} objectives "
