@@ -7,8 +7,7 @@ A job finds its trial in one of two ways. Jobs run in the sweeper's own process 
 launcher) get the live trial handle the sweeper registered for their run folder, which works for
 every storage, in-memory included. Jobs in other processes (joblib, submitit, Ray) open the
 study's storage by its URL and address the trial by number; an in-memory study cannot be reached
-from there, nor can a storage whose password was masked in the job's config, and such a job
-trains without reporting (it says so once).
+from there, and a job that cannot open its study trains without reporting (it says so once).
 
 Below the sweep and the training loop alike: it imports neither, and Optuna only when used.
 """
@@ -98,14 +97,22 @@ def build_pruner(cfg: PrunerConfig) -> Any:
 
 
 def _open_trial(address: TrialAddress) -> Any:
-    if address.storage is None or "***" in address.storage:
-        reason = "its study is in memory in the sweep's process" if address.storage is None else "its storage URL's password is masked here"
-        log.warning("trial %d's epochs are not reported to the study: %s (use a sqlite, journal or PostgreSQL storage)", address.number, reason)
+    """The trial in the study's storage. A password masked in the job's config is dropped, so the
+    database driver uses its own sources (PGPASSWORD, ~/.pgpass), as `sweep_report` does."""
+    if address.storage is None:
+        log.warning(
+            "trial %d's epochs are not reported: its study is in memory in the sweep's process (use a sqlite, journal or PostgreSQL storage)", address.number
+        )
         return None
     import optuna
 
+    from resnet_lab.secrets import without_masked_password
     from resnet_lab.study_storage import open_storage
 
-    study = optuna.load_study(study_name=address.study_name, storage=open_storage(address.storage))
+    try:
+        study = optuna.load_study(study_name=address.study_name, storage=open_storage(without_masked_password(address.storage)))
+    except Exception as error:
+        log.warning("trial %d's epochs are not reported: its study could not be opened here (%s: %s)", address.number, type(error).__name__, error)
+        return None
     found = [t for t in study.get_trials(deepcopy=False) if t.number == address.number]
     return optuna.trial.Trial(study, found[0]._trial_id) if found else None

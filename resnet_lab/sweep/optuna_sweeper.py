@@ -332,17 +332,15 @@ IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher
 
 def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[str], storage_url: str | None) -> None:
     """A pruner judges trials by their evaluated epochs, Optuna prunes single-objective studies
-    only, and jobs in other processes reach their trial through a storage they can open: what
-    cannot work is refused in one line before any trial starts."""
+    only, and jobs in other processes reach their trial only through a storage: what cannot work
+    is refused in one line before any trial starts."""
     if PrunerKind(pruner.kind) == PrunerKind.none:
         return
     launcher = str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
-    if launcher != IN_PROCESS_LAUNCHER and (storage_url is None or "***" in storage_url):
-        which = "an in-memory study" if storage_url is None else "a storage URL whose password is masked in their config"
+    if launcher != IN_PROCESS_LAUNCHER and storage_url is None:
         raise ConfigError(
             f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} with {launcher.rsplit('.', 1)[-1]}: its jobs run in other processes "
-            f"and cannot reach {which}; set hydra.sweeper.storage=sqlite:///<file>.db or journal:///<file>.log "
-            "(or PostgreSQL with PGPASSWORD instead of a password in the URL)"
+            "and cannot reach an in-memory study; set hydra.sweeper.storage=sqlite:///<file>.db, journal:///<file>.log or a PostgreSQL URL"
         )
     if len(directions) > 1:
         raise ConfigError(

@@ -76,7 +76,8 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
         if t.user_attrs.get("run_dir") and Path(t.user_attrs["run_dir"]).parent == here
     ]
     direction = study.directions[0].name.lower()  # several objectives: the report ranks by the first
-    pareto = sorted(t.number for t in study.best_trials if t.number in {r.number for r in records}) if len(study.directions) > 1 else []
+    here_numbers = {r.number for r in records}
+    pareto = sorted(t.number for t in study.best_trials if t.number in here_numbers) if len(study.directions) > 1 else []
     return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction, pareto)
 
 

@@ -230,10 +230,7 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
 def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float) -> float:
     """summary.json, curves, the GradCAM gallery and the tracker's copies; returns the objective."""
     trainer, classes, eval_name, run_dir = prepared.trainer, prepared.classes, prepared.eval_name, job.run_dir
-    summary = _summary(trainer, history, eval_name, classes, time.perf_counter() - started, prepared.resumed_from)
-    summary.update(max_lr=prepared.max_lr, max_lr_source=prepared.max_lr_source, reproduced_from=run.reproduced_from, wandb_run_dir=tracker.run_dir)
-    write_json(run_dir / "summary.json", summary)
-    plot_curves(run_dir / "curves.png", history, eval_name)
+    summary = _write_summary(run, job, prepared, history, tracker, started)
     if run.explain.enabled:
         cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, run.explain, run_dir)
         tracker.log_table(
@@ -250,13 +247,20 @@ def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: lis
 def _finish_pruned(run: RunConfig, job: JobContext, prepared: PreparedRun, tracker: Tracker, started: float, pruned: TrialPruned) -> None:
     """A pruned trial keeps what a finished run keeps up to its last epoch (metrics.csv and the
     checkpoints are already written), with `pruned` and the epoch in summary.json and W&B."""
-    trainer, run_dir = prepared.trainer, job.run_dir
-    summary = _summary(trainer, trainer.history, prepared.eval_name, prepared.classes, time.perf_counter() - started, prepared.resumed_from)
-    summary.update(max_lr=prepared.max_lr, max_lr_source=prepared.max_lr_source, pruned=True, pruned_at_epoch=pruned.epoch, wandb_run_dir=tracker.run_dir)
-    write_json(run_dir / "summary.json", summary)
-    plot_curves(run_dir / "curves.png", trainer.history, prepared.eval_name)
+    summary = _write_summary(run, job, prepared, prepared.trainer.history, tracker, started, pruned=True, pruned_at_epoch=pruned.epoch)
     tracker.summarise({"pruned": True, "pruned_at_epoch": pruned.epoch, "final_eval_acc": summary["final"]["eval_acc"]})
-    log.info("trial pruned after epoch %d of %d (objective %.4f); outputs in %s", pruned.epoch, run.trainer.epochs, pruned.value, run_dir)
+    log.info("trial pruned after epoch %d of %d (objective %.4f); outputs in %s", pruned.epoch, run.trainer.epochs, pruned.value, job.run_dir)
+
+
+def _write_summary(
+    run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float, **extra: object
+) -> dict:
+    """summary.json and curves.png of the epochs trained, finished or pruned; returns the summary."""
+    summary = _summary(prepared.trainer, history, prepared.eval_name, prepared.classes, time.perf_counter() - started, prepared.resumed_from)
+    summary.update(max_lr=prepared.max_lr, max_lr_source=prepared.max_lr_source, reproduced_from=run.reproduced_from, wandb_run_dir=tracker.run_dir, **extra)
+    write_json(job.run_dir / "summary.json", summary)
+    plot_curves(job.run_dir / "curves.png", history, prepared.eval_name)
+    return summary
 
 
 def sweep_objectives(run: RunConfig, run_dir: Path, accuracy: float) -> float | tuple[float, ...]:
