@@ -72,11 +72,14 @@ def run_together(commands: list[list[str] | str], cwd: Path) -> None:
 def check_trials_against_study(storage: str, study: str, n_trials: int, wandb: bool) -> list[optuna.trial.FrozenTrial]:
     """Each trial ran once, in a folder of its own named by its number, and that folder's
     overrides, summary and (one) W&B run are that trial's."""
-    trials = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
-    # Two workers counting at the same instant may each start the last trial (README: at most
-    # workers - 1 extra); every trial, the extra one too, is checked.
-    assert n_trials <= len(trials) <= n_trials + 1, len(trials)
-    assert sorted(t.number for t in trials) == list(range(len(trials))) and all(t.state.name == "COMPLETE" for t in trials)
+    every = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
+    # Workers counting at the same instant may each ask for the last trial: the later ones are
+    # put back as WAITING, undrawn, so exactly n_trials ran.
+    waiting = [t for t in every if t.state.name == "WAITING"]
+    assert all(not t.params and "run_dir" not in t.user_attrs for t in waiting)
+    trials = [t for t in every if t.state.name != "WAITING"]
+    assert len(trials) == n_trials and sorted(t.number for t in every) == list(range(len(every)))
+    assert all(t.state.name == "COMPLETE" for t in trials)
     dirs = [Path(t.user_attrs["run_dir"]) for t in trials]
     assert len(set(dirs)) == len(trials)
     for trial, run_dir in zip(trials, dirs):
@@ -160,15 +163,19 @@ def with_password(url: str) -> str:
     return url.replace("postgres@", f"postgres:{PASSWORD}@")
 
 
-def test_two_workers_share_a_postgresql_study_and_a_killed_worker_loses_nothing(tmp_path, postgres):
-    """Both workers write into one sweep folder on purpose (machines sharing a file system);
-    the storage URL carries a password, which no file the sweep wrote may contain."""
+def test_workers_of_two_machines_share_a_postgresql_study_and_a_killed_worker_loses_nothing(tmp_path, postgres):
+    """Two commands on one study, as on two machines: one starts two workers
+    (hparams_search.workers=2), the other is a single sweep. All write into one sweep folder on
+    purpose (machines sharing a file system); the storage URL carries a password, which no file
+    the sweep wrote may contain, the workers' logs included."""
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
     secret = with_password(postgres)
-    run_together([worker(tmp_path, secret, "shared-dir", seed=i, n_trials=4, tracked=True) for i in range(2)], tmp_path)
+    two_workers = [*worker(tmp_path, secret, "shared-dir", seed=0, n_trials=4, tracked=True), "hparams_search.workers=2"]
+    run_together([two_workers, worker(tmp_path, secret, "shared-dir", seed=7, n_trials=4, tracked=True)], tmp_path)
     check_trials_against_study(postgres, "shared", 4, wandb=True)
+    assert sorted(p.name for p in (tmp_path / "shared-dir" / "workers").iterdir()) == ["0.log", "1.log"]
     plain = postgres.replace("postgresql+psycopg2://", "postgresql://")  # SQLAlchemy's default driver (psycopg 3)
-    assert len(optuna.load_study(study_name="shared", storage=open_storage(plain)).trials) == 4
+    assert len([t for t in optuna.load_study(study_name="shared", storage=open_storage(plain)).trials if t.state.name != "WAITING"]) == 4
     report = json.loads((tmp_path / "shared-dir" / "sweep_summary.json").read_text())
     assert report["n_trials"] == 4, "the report covers the trials of both workers"
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
@@ -189,3 +196,47 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_worker_loses_nothing(
     interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
     assert len(kept) == 4 and len(interrupted) == 1 and interrupted[0].number == 2
     assert [Path(t.user_attrs["run_dir"]).parent.name for t in kept[:2]] == ["solo", "solo"]
+
+
+def test_one_command_starts_workers_that_never_wait_for_a_batch_and_prune_on_a_shared_study(tmp_path):
+    """`hparams_search.workers=2` on a SQLite study: each worker runs one trial at a time in its
+    own process and asks for the next as soon as the last ends (each trial's start and end in the
+    study are its own), the median pruner stops trials below a finished trial's curve, and the
+    study ends with exactly n_trials finished trials, reported in the one sweep folder."""
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    storage = f"sqlite:///{tmp_path / 'workers.db'}"
+    study = optuna.create_study(study_name="busy", storage=storage, direction="maximize")
+    space = {
+        "scheduler.max_lr": optuna.distributions.FloatDistribution(0.01, 0.1, log=True),
+        "optimizer.weight_decay": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+    }
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4}, distributions=space, value=0.99, intermediate_values={1: 0.99, 2: 0.99}
+        )
+    )
+    pruning = ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
+    command = [*worker(tmp_path, storage, "busy-dir", seed=3, n_trials=5, study="busy"), "hparams_search.workers=2", *pruning]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sweep worker 0 started" in result.stdout and "sweep worker 1 started" in result.stdout
+
+    ran = [t for t in optuna.load_study(study_name="busy", storage=storage).trials if t.number > 0 and t.state.name != "WAITING"]
+    assert len(ran) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in ran)
+    for trial in ran:
+        first = trial.intermediate_values[1]
+        assert (trial.state.name == "PRUNED") == (first < 0.99), "pruned exactly when below the finished trial's curve"
+        if trial.state.name == "PRUNED":
+            assert trial.user_attrs["pruned_at_epoch"] == 1 and list(trial.intermediate_values) == [1]
+    by_worker: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for trial in sorted(ran, key=lambda t: t.datetime_start):
+        by_worker.setdefault(trial.user_attrs["worker"], []).append(trial)
+    assert 1 <= len(by_worker) <= 2 and os.getpid() not in {int(w.rpartition(":")[2]) for w in by_worker}
+    for trials in by_worker.values():
+        for before, after in zip(trials, trials[1:]):
+            assert before.datetime_complete <= after.datetime_start, "one trial at a time per worker, stamped with its own times"
+            assert (after.datetime_start - before.datetime_complete).total_seconds() < 5, "the next trial starts at once, no batch to wait for"
+    report = json.loads((tmp_path / "busy-dir" / "sweep_summary.json").read_text())
+    assert sorted(t["number"] for t in report["trials"]) == sorted(t.number for t in ran)
+    assert report["n_pruned"] == sum(t.state.name == "PRUNED" for t in ran)
+    assert yaml.safe_load((tmp_path / "busy-dir" / "multirun.yaml").read_text())["hparams_search"]["workers"] == 2

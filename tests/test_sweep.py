@@ -288,9 +288,12 @@ def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_
             ["hparams_search.pruner.kind=median", "hydra/launcher=joblib", "hydra.sweeper.storage=null"],
             "with JoblibLauncher: its jobs run in other processes and cannot reach an in-memory study",
         ),
+        (["hparams_search.workers=0"], "hparams_search.workers=0 is not allowed"),
+        (["hparams_search.workers=2", "hydra.sweeper.n_jobs=2"], "choose one, workers (always busy) or n_jobs"),
+        (["hparams_search.workers=2", "hydra/launcher=joblib"], "JoblibLauncher would run every trial again elsewhere"),
     ],
 )
-def test_pruning_that_cannot_work_is_refused_in_one_line_before_any_trial(tmp_path, settings, message):
+def test_sweeps_that_cannot_work_are_refused_in_one_line_before_any_trial(tmp_path, settings, message):
     result = sweep(tmp_path, "refused", "hydra.sweeper.n_trials=2", "hparams_search.max_lr_bounds=[0.01,0.1]", *settings)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not list((tmp_path / "refused").glob("*/summary.json")), "no trial ran"

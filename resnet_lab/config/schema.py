@@ -419,9 +419,11 @@ class HParamsSearchConfig:
     grid_points: int = MISSING
     pruner: PrunerConfig = MISSING
     objectives: List[Objective] = MISSING
+    workers: int = MISSING
 
     def check(self, key: str) -> None:
         require(self.grid_points >= 2, f"{key}.grid_points", self.grid_points, "an integer >= 2")
+        require(self.workers >= 1, f"{key}.workers", self.workers, "an integer >= 1 (sweep processes on this machine, one trial each at a time)")
         self.pruner.check(f"{key}.pruner")
         names = [Objective(o).value for o in self.objectives]
         require(

@@ -7,6 +7,8 @@
   command run again continues the study instead of adding n_trials more;
 * each trial runs in `<sweep dir>/<trial number>` and records that run directory (and, when it
   fails, the one-line reason), so workers sharing a study and a folder never share a trial folder;
+* `hparams_search.workers=N` starts N sweep processes on the study that never wait for a batch
+  (resnet_lab.sweep.workers), and the study ends with exactly n_trials however many share it;
 * a job run in this process reports its evaluated epochs to its live trial (resnet_lab.trial);
 * a study keeps the search space it was started with: a continued sweep that asks for another
   window is refused instead of mixing two windows in one study;
@@ -23,6 +25,7 @@ import functools
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -37,7 +40,7 @@ from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfi
 from resnet_lab.errors import ConfigError, TrialPruned
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
-from resnet_lab.secrets import has_secret, mask_secrets
+from resnet_lab.secrets import MASK, has_secret, mask_secrets
 from resnet_lab.sweep.report import from_study, write_report
 from resnet_lab.trial import live_trials
 
@@ -158,6 +161,10 @@ class ResumableOptunaSweeper(OptunaSweeper):
             _check_pruning(search.pruner, config, impl.directions(), self.storage_url)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        workers = search.workers if search is not None else 1
+        if workers > 1:
+            _check_workers(workers, config)
+            self._share_storage(sweep_dir)
         study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
         space, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
         impl.params = OmegaConf.merge(impl.params or {}, space)
@@ -167,8 +174,13 @@ class ResumableOptunaSweeper(OptunaSweeper):
             {"study_name": impl.study_name, "storage": self.storage_url, "lr_finder_suggestion": suggestion, "params": space},
         )
         try:
-            self._run_to_total(study, arguments)
+            if workers > 1:
+                self._run_workers(workers, sweep_dir)
+            else:
+                self._run_to_total(study, arguments)
         finally:
+            if workers > 1:
+                self._save_config(config, sweep_dir, space, bounds)  # the workers saved their own settings there
             try:
                 write_report(from_study(study, sweep_dir, suggestion), study)
             except Exception as error:
@@ -194,15 +206,40 @@ class ResumableOptunaSweeper(OptunaSweeper):
             study.set_user_attr(SUGGESTION_ATTR, suggestion)
         return space, [low, high], suggestion
 
+    def _share_storage(self, sweep_dir: Path) -> None:
+        """Workers in other processes need a study they can all open: an in-memory one becomes a
+        journal file in the sweep folder (the command that continues it names that file)."""
+        from resnet_lab.study_storage import open_storage
+
+        if self.storage_url is not None:
+            return
+        self.storage_url = f"journal:///{(sweep_dir / 'study.log').resolve()}"
+        self.sweeper.storage = open_storage(self.storage_url)
+        log.info("workers share the study through %s; continue it with hydra.sweeper.storage=%s", self.storage_url, self.storage_url)
+
+    def _run_workers(self, count: int, sweep_dir: Path) -> None:
+        """`count` sweep processes on this study (resnet_lab.sweep.workers), started with the
+        command line that started this one."""
+        from resnet_lab.sweep.workers import plan_workers, run_workers
+
+        config = self.sweeper.config
+        seed = config.hydra.sweeper.sampler.get("seed")
+        # A URL with a password stays as the user typed it on the command line the workers get.
+        storage = None if MASK in str(self.storage_url) else self.storage_url
+        run_workers(plan_workers(count, sys.argv[1:], sweep_dir.resolve(), storage, None if seed is None else int(seed)))
+
     def _run_to_total(self, study: optuna.Study, arguments: list[str]) -> None:
         """One batch at a time, recounting the shared study before each: finished trials (all
         invocations) plus trials other live workers are running. Workers that share a study
-        therefore stop together at n_trials (two that count at the same instant may each start
-        the last trial: an overshoot of at most workers - 1)."""
+        therefore stop together at n_trials; two that count at the same instant and each ask for
+        the last trial run it once (the later-numbered goes back to WAITING)."""
         import optuna
+
+        from resnet_lab.sweep.recording_impl import SurplusTrials
 
         impl = self.sweeper
         total, launched = impl.n_trials, 0
+        impl.study_total = total
         while True:
             self._fail_orphaned_trials(study)
             trials = study.get_trials(deepcopy=False)
@@ -227,6 +264,9 @@ class ResumableOptunaSweeper(OptunaSweeper):
             impl.n_trials = min(remaining, impl.n_jobs)
             try:
                 impl.sweep(arguments)
+            except SurplusTrials as surplus:
+                _wait_again(surplus.trials)
+                continue
             except ValueError:
                 # The plugin ends each call by reporting the study's best trial, which fails
                 # while every finished trial has failed; the batch itself was run and recorded.
@@ -300,6 +340,16 @@ class ResumableOptunaSweeper(OptunaSweeper):
         self.sweeper.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)
 
 
+def _wait_again(trials: list[optuna.trial.Trial]) -> None:
+    """Trials asked beyond the study's total go back to WAITING with no parameters drawn: no
+    worker runs them now, and a continued study (a larger n_trials) runs them first."""
+    import optuna
+
+    for trial in trials:
+        trial.storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.WAITING)
+    log.info("trial(s) %s not started: the study already has its hydra.sweeper.n_trials", ", ".join(str(t.number) for t in trials))
+
+
 def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:
     """A study samples one search space: trials from two windows would mislead its sampler and
     its report, so a continued study that asks for another window is refused."""
@@ -328,6 +378,23 @@ def _check_objectives(objectives: list[Objective], directions: list[str]) -> Non
 
 
 IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def _check_workers(count: int, config: DictConfig) -> None:
+    """Each worker runs its trials one at a time in its own process: a launcher or batches of
+    its own would stack a second kind of parallelism on top."""
+    launcher = str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
+    if launcher != IN_PROCESS_LAUNCHER:
+        raise ConfigError(
+            f"hparams_search.workers={count} runs {count} sweep processes that each run one trial at a time; "
+            f"{launcher.rsplit('.', 1)[-1]} would run every trial again elsewhere: drop the hydra/launcher override "
+            "(or keep the launcher with hparams_search.workers=1 and hydra.sweeper.n_jobs)"
+        )
+    if int(config.hydra.sweeper.n_jobs) != 1:
+        raise ConfigError(
+            f"hparams_search.workers={count} with hydra.sweeper.n_jobs={config.hydra.sweeper.n_jobs}: choose one, workers "
+            "(always busy) or n_jobs (batches that wait for their slowest trial)"
+        )
 
 
 def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[str], storage_url: str | None) -> None:

@@ -16,10 +16,19 @@ from typing import Any, Sequence
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 
 
+class SurplusTrials(Exception):
+    """The study already had its total when these trials were asked: they must not run."""
+
+    def __init__(self, trials: list) -> None:
+        super().__init__(f"{len(trials)} trial(s) beyond the study's total")
+        self.trials = trials
+
+
 class TrialRecordingImpl(OptunaSweeperImpl):
     """OptunaSweeperImpl whose launcher learns the Optuna trials behind each batch of jobs."""
 
     recorder: Any = None  # the launcher wrapper that tags each trial with its run folder
+    study_total: int | None = None  # trials the study ends with, over all workers and invocations
 
     @classmethod
     def from_plugin(cls, impl: OptunaSweeperImpl) -> "TrialRecordingImpl":
@@ -32,8 +41,27 @@ class TrialRecordingImpl(OptunaSweeperImpl):
         if self.recorder is not None:
             self.recorder.pending = list(trials)
         if trials:
+            self._refuse_surplus(trials)
             self._tell_pruned_trials_as_pruned(trials[0].study)
         return super()._configure_trials(trials, *args, **kwargs)
+
+    def _refuse_surplus(self, trials: list) -> None:
+        """Workers that recount the study at the same instant may each ask for its last trial.
+        Trial numbers are handed out in order by the storage, so a trial runs only if fewer than
+        the total trials that count (finished, or running) have a lower number; the others are
+        raised back before any parameter is drawn, and the study ends with its total exactly."""
+        import optuna
+
+        if self.study_total is None:
+            return
+        counted = [
+            t.number
+            for t in trials[0].study.get_trials(deepcopy=False)
+            if (t.state.is_finished() and not t.user_attrs.get("interrupted")) or t.state == optuna.trial.TrialState.RUNNING
+        ]
+        surplus = [trial for trial in trials if sum(n < trial.number for n in counted) >= self.study_total]
+        if surplus:
+            raise SurplusTrials(trials)
 
     def _tell_pruned_trials_as_pruned(self, study: Any) -> None:
         """The plugin's loop tells every job that raised as FAIL. A job stopped by its pruner
