@@ -3,7 +3,7 @@
 # the benchmark JSON and gpu_checks.tgz (every log, summary and metrics file so far, checkpoints
 # left out), and a step that breaks does not stop the ones after it.
 #
-#   bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|all]
+#   bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|all]
 #
 # OUT: a folder for the results; DATA: the JPEG copy (cifar10-jpeg.tar.gz or its unpacked root).
 #   speed  python -m benchmarks.cifar_speed's speedrun, bare, profile and airbench parts, one
@@ -11,12 +11,14 @@
 #          and a one-GPU torchrun (NCCL) run
 #   rest   the benchmark's baseline and sweep parts, experiment=seed_replica for its 20 epochs,
 #          and README's multirun `scheduler.max_lr=0.01,0.05,0.1` with the default recipe
+#   sweeps python -m benchmarks.sweep_pruning: 16-trial speedrun sweeps without and with pruners,
+#          batches of two against two always-busy workers (both workers on the one GPU)
 # COMPILE_CACHE=<file.tgz>: torch.compile's cache is restored from it when it exists and saved to
 # it at the end, so that a second session on a fresh machine of the same kind skips compilation.
 # STEP_TIMEOUT (seconds, default 900) bounds each step; PYTHON (default python3) is the interpreter with torch.
 set -uo pipefail
-out=${1:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|all]}
-data=${2:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|all]}
+out=${1:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|all]}
+data=${2:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|all]}
 which=${3:-all}
 py=${PYTHON:-python3}
 mkdir -p "$out"
@@ -62,5 +64,8 @@ if [ "$which" = rest ] || [ "$which" = all ]; then
   step seed_replica "$py" -m resnet_lab.train experiment=seed_replica explain=none "${common[@]}" hydra.run.dir="$work/seed_replica"
   step readme_multirun "$py" -m resnet_lab.train -m scheduler.max_lr=0.01,0.05,0.1 explain=none "${common[@]}" \
     hydra.sweep.dir="$work/multirun"
+fi
+if [ "$which" = sweeps ] || [ "$which" = all ]; then
+  step sweep_pruning "$py" -m benchmarks.sweep_pruning --data "$root" --out "$work/sweep_pruning"
 fi
 cat "$work/steps.txt"

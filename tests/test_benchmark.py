@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import cifar_speed
+from benchmarks import cifar_speed, sweep_pruning
 from conftest import write_image_folder
 
 
@@ -110,3 +110,30 @@ def test_the_full_benchmark_is_refused_in_one_line_without_cuda(tmp_path, capsys
         cifar_speed.main(["--data", str(tmp_path)])
     assert stopped.value.code == 2
     assert capsys.readouterr().err == "error: the full benchmark needs a CUDA GPU and none is visible; --tiny runs every part at CPU size\n"
+
+
+@pytest.mark.slow
+def test_tiny_pruning_benchmark_runs_its_sweeps_and_writes_its_json(tmp_path):
+    """One of the five sweeps at CPU-test size: the always-busy workers with the median pruner."""
+    root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=16)
+    result = sweep_pruning.main(["--tiny", "--data", str(root), "--trials", "4", "--sweeps", "workers2", "--out", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / f"{result['date']}-tiny-sweep_pruning-workers2.json").read_text())
+    assert set(saved["sweeps"]) == {"workers2"} and saved["lr_suggestion"] > 0
+    for part in saved["sweeps"].values():
+        assert part["trials"] == 4 and 4 <= part["epochs"] <= 8 and 0 <= part["idle_share"] < 1
+        assert sorted(r["number"] for r in part["runs"]) == [0, 1, 2, 3] and sum(r["epochs"] for r in part["runs"]) == part["epochs"]
+        assert part["best_accuracy"] >= 0.6, "the trials learn (chance is 1/3)"
+    assert set(saved["judged"]) == {"workers2"} and "| workers2 | 4 |" in saved["table"]
+
+
+def test_idle_share_counts_the_slot_time_no_trial_ran():
+    """Two slots over 10 s: a batch of a 10 s and a 4 s trial leaves one slot idle for 6 s."""
+    assert sweep_pruning.idle_share([(0.0, 10.0), (0.0, 4.0)], slots=2) == pytest.approx(0.3)
+    assert sweep_pruning.idle_share([(0.0, 10.0), (0.0, 4.0), (4.0, 10.0)], slots=2) == pytest.approx(0.0)
+    assert sweep_pruning.idle_share([(0.0, 10.0), (0.0, 4.0), (5.0, 7.0)], slots=2, until=5.0) == pytest.approx(0.1)
+
+
+def test_an_unknown_sweep_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        sweep_pruning.main(["--sweeps", "median,asha", "--data", str(tmp_path)])
+    assert stopped.value.code == 2 and "unknown sweep(s) asha; allowed: none, median, hyperband, batch2, workers2" in capsys.readouterr().err

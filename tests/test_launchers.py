@@ -41,13 +41,21 @@ def grid(tmp_path, launcher: list[str], values: str, epochs: int = 1, env: dict[
     return [json.loads((job / "summary.json").read_text()) for job in jobs]
 
 
-def test_joblib_runs_trials_in_parallel_processes_that_report_their_epochs_to_the_study(tmp_path):
+def test_joblib_runs_trials_in_parallel_processes_that_report_their_epochs_to_the_study_and_prune(tmp_path):
     """Each trial runs in a joblib worker process with its share of the CPU threads; the job
-    reaches its trial through the study's storage (not the sweeper's live handle) and records
-    its learning curve there."""
+    reaches its trial through the study's storage (not the sweeper's live handle), records its
+    learning curve there, and its median pruner (judging against a finished trial that reached
+    0.99) stops it after an epoch below that, which the sweep records as PRUNED."""
     import optuna
 
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    study = optuna.create_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize")
+    space = {
+        "scheduler.max_lr": optuna.distributions.FloatDistribution(0.01, 0.1, log=True),
+        "optimizer.weight_decay": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+    }
+    finished = {"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4}
+    study.add_trial(optuna.trial.create_trial(params=finished, distributions=space, value=0.99, intermediate_values={1: 0.99, 2: 0.99}))
     result = run_cli(
         "resnet_lab.train",
         "-m",
@@ -59,15 +67,22 @@ def test_joblib_runs_trials_in_parallel_processes_that_report_their_epochs_to_th
         *TINY,
         "trainer.epochs=2",
         "hparams_search.max_lr_bounds=[0.01,0.1]",
-        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_trials=3",
         "hydra.sweeper.storage=sqlite:///study.db",
         "hydra.sweep.dir=sweep",
+        "hparams_search.pruner.kind=median",
+        "hparams_search.pruner.startup_trials=1",
+        "hparams_search.pruner.warmup_epochs=0",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    assert all(list(t.intermediate_values) == [1, 2] and t.intermediate_values[2] == t.value for t in trials)
+    trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[1:]
+    assert len(trials) == 2
+    for trial in trials:
+        if trial.intermediate_values[1] < 0.99:
+            assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1] and trial.user_attrs["pruned_at_epoch"] == 1
+        else:
+            assert trial.state.name == "COMPLETE" and list(trial.intermediate_values) == [1, 2] and trial.intermediate_values[2] == trial.value
     summaries = [json.loads((tmp_path / "sweep" / str(t.number) / "summary.json").read_text()) for t in trials]
     assert {s["cpu_threads"] for s in summaries} == {max(1, (os.cpu_count() or 1) // 2)}
 

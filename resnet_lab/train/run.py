@@ -256,7 +256,11 @@ def _write_summary(
     run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float, **extra: object
 ) -> dict:
     """summary.json and curves.png of the epochs trained, finished or pruned; returns the summary."""
-    summary = _summary(prepared.trainer, history, prepared.eval_name, prepared.classes, time.perf_counter() - started, prepared.resumed_from)
+    wall = time.perf_counter() - started
+    summary = _summary(prepared.trainer, history, prepared.eval_name, prepared.classes, wall, prepared.resumed_from)
+    # The job's own start and end on the wall clock: a batch's Optuna trials all carry the batch's.
+    finished = time.time()
+    summary.update(started_unix_s=finished - wall, finished_unix_s=finished)
     summary.update(max_lr=prepared.max_lr, max_lr_source=prepared.max_lr_source, reproduced_from=run.reproduced_from, wandb_run_dir=tracker.run_dir, **extra)
     write_json(job.run_dir / "summary.json", summary)
     plot_curves(job.run_dir / "curves.png", history, prepared.eval_name)

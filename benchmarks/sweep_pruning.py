@@ -1,0 +1,202 @@
+"""What pruning saves on one hyperparameter search, and what workers that never wait save.
+
+    python -m benchmarks.sweep_pruning [--data ../shared/data/cifar10-jpeg.tar.gz] [--trials 16] [--out benchmarks/results]
+
+One LR range test, then Optuna sweeps of max_lr x weight_decay around its window, each the real
+command (`python -m resnet_lab.train -m hparams_search=optuna ...`) on its own SQLite study, with
+the same TPE seed:
+
+* none, median, hyperband: one trial at a time, so the three differ only in the pruner;
+* batch2, workers2: the median pruner with two trials at once, as batches of two
+  (hydra.sweeper.n_jobs=2 on the joblib launcher) and as two workers that never wait
+  (hparams_search.workers=2).
+
+Per sweep: epochs trained, wall seconds, best accuracy, trials pruned; for the two parallel
+sweeps, the slots' idle share of the time trials ran (from each job's own start and end in its
+summary.json: a batch's Optuna trials all carry the batch's). On a CPU the net is 1/8 wide on
+5,000 / 2,000 images for 8 epochs; with CUDA, the speedrun recipe at full width on all the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, image_folder
+from benchmarks.cifar_speed.report import machine
+from resnet_lab.optim.lr_range import read_suggestion
+
+SWEEPS: dict[str, list[str]] = {
+    "none": [],
+    "median": ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=3", "hparams_search.pruner.warmup_epochs=1"],
+    "hyperband": ["hparams_search.pruner.kind=hyperband", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
+}
+PARALLEL: dict[str, list[str]] = {
+    "batch2": [*SWEEPS["median"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
+    "workers2": [*SWEEPS["median"], "hparams_search.workers=2"],
+}
+TARGETS = {"epochs_vs_unpruned": 0.5, "best_accuracy_drop_points": 1.5, "idle_share": 0.05}
+
+
+def sizes(root: Path, tiny: bool, cuda: bool) -> list[str]:
+    """The recipe every sweep trains, evaluated after every epoch (what a pruner judges)."""
+    common = ["data=image_folder", f"data.root={root}", "logger=none", "explain=none", "trainer.progress=false", "trainer.tta=none", "trainer.eval_every=1"]
+    if tiny:
+        return [*common, "model.width_multiplier=0.125", "data.batch_size=8", "data.eval_batch_size=64", "trainer.epochs=2", "trainer.device=cpu"]
+    if cuda:
+        return ["experiment=speedrun", *common]
+    cpu = ["model.width_multiplier=0.125", "data.train_subset=5000", "data.test_subset=2000", "data.batch_size=128", "trainer.epochs=8"]
+    return [*common, *cpu, "trainer.device=cpu"]
+
+
+def run(args: list[str], work: Path) -> float:
+    """Wall seconds of `python -m <args>` in `work`; its output goes to a log beside it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "WANDB_MODE": "offline"}
+    log = work / f"{args[0].rsplit('.', 1)[-1]}-{len(list(work.glob('*.log')))}.log"
+    start = time.perf_counter()
+    with open(log, "w") as output:
+        code = subprocess.run([sys.executable, "-m", *args], cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise RuntimeError(f"python -m {' '.join(args)} exited with {code}; see {log}")
+    return time.perf_counter() - start
+
+
+# The window around the range test's suggestion (its valley, a cautious pick): one-cycle's peak
+# LR is usually well above it; [suggestion / 3, suggestion * 60] holds the default recipe's 0.4.
+WINDOW = ["hparams_search.lr_low_factor=3", "hparams_search.lr_high_factor=60"]
+
+
+def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trials: int, work: Path) -> dict[str, Any]:
+    import optuna
+
+    storage = f"sqlite:///{work / name}.db"
+    command = ["resnet_lab.train", "-m", "hparams_search=optuna", *recipe, f"hparams_search.lr_finder_json={finder}", *WINDOW]
+    command += [f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={work / name}", *settings]
+    wall = run(command, work)
+    study = optuna.load_study(study_name="resnet_lab", storage=storage)
+    ran = [(t, json.loads(Path(t.user_attrs["run_dir"], "summary.json").read_text())) for t in study.trials if "run_dir" in t.user_attrs]
+    spans = [(s["started_unix_s"], s["finished_unix_s"]) for _, s in ran]
+    first = min(start for start, _ in spans)
+    values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
+    slots = 2 if name in PARALLEL else 1
+    return {
+        "wall_s": wall,
+        "trials": len(ran),
+        "epochs": sum(s["epochs"] for _, s in ran),
+        "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+        "best_accuracy": max(values, default=None),
+        "idle_share": idle_share(spans, slots),
+        "idle_share_until_last_start": idle_share(spans, slots, until=max(start for start, _ in spans)),
+        "runs": [
+            {"number": t.number, "state": t.state.name, "epochs": s["epochs"], "start_s": round(start - first, 2), "end_s": round(end - first, 2)}
+            for (t, s), (start, end) in zip(ran, spans)
+        ],
+    }
+
+
+def idle_share(spans: list[tuple[float, float]], slots: int, until: float | None = None) -> float:
+    """The share of slot-time from the first trial's start to the last one's end (or to
+    `until`) in which a slot ran no trial: batches wait for their slowest trial, workers only at
+    the end, when fewer trials are left than slots (after the last trial started)."""
+    begin = min(start for start, _ in spans)
+    end = max(finish for _, finish in spans) if until is None else until
+    busy = sum(max(0.0, min(finish, end) - max(start, begin)) for start, finish in spans)
+    return 1 - busy / (slots * (end - begin))
+
+
+def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each target for the sweeps that ran (pruners against `none`, when it ran)."""
+    base = results.get("none")
+    judged: dict[str, Any] = {}
+    for name in ("median", "hyperband"):
+        part = results.get(name)
+        if base is None or part is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
+            continue
+        share = part["epochs"] / base["epochs"]
+        drop = 100 * (base["best_accuracy"] - part["best_accuracy"])
+        judged[name] = {
+            "epochs_vs_unpruned": share,
+            "epochs_met": share <= TARGETS["epochs_vs_unpruned"],
+            "best_accuracy_drop_points": drop,
+            "accuracy_met": drop <= TARGETS["best_accuracy_drop_points"],
+        }
+    for name in PARALLEL:
+        if name not in results:
+            continue
+        judged[name] = {
+            "idle_share": results[name]["idle_share"],
+            "idle_met": results[name]["idle_share"] < TARGETS["idle_share"],
+            "idle_share_until_last_start": results[name]["idle_share_until_last_start"],
+        }
+    return judged
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    rows = ["| sweep | trials | epochs trained | wall | best accuracy | pruned | slots idle (until the last start) |", "|---|---|---|---|---|---|---|"]
+    for name, part in results.items():
+        best = "-" if part["best_accuracy"] is None else f"{100 * part['best_accuracy']:.2f}%"
+        rows.append(
+            f"| {name} | {part['trials']} | {part['epochs']} | {part['wall_s']:.0f} s | {best} | {part['pruned']} "
+            f"| {100 * part['idle_share']:.1f}% ({100 * part['idle_share_until_last_start']:.1f}%) |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep_pruning", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="image-folder root or a .tar.gz of one (the JPEG copy)")
+    parser.add_argument("--trials", type=int, default=16, help="trials per sweep (>= 4)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--tiny", action="store_true", help="CPU-test sizes: 1/8 width, batch 8, 2 epochs")
+    parser.add_argument("--sweeps", type=lambda text: text.split(","), default=[*SWEEPS, *PARALLEL], help="comma-separated subset to run")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.sweeps) - {*SWEEPS, *PARALLEL})
+    if unknown:
+        parser.error(f"unknown sweep(s) {', '.join(unknown)}; allowed: {', '.join([*SWEEPS, *PARALLEL])}")
+    if args.trials < 4:
+        parser.error(f"--trials={args.trials}: at least 4 (the median pruner waits for 3 finished trials)")
+    if not args.data.exists():
+        parser.error(f"--data {args.data} does not exist: pass the JPEG copy's .tar.gz or an image-folder root")
+    import torch
+
+    cuda = torch.cuda.is_available() and not args.tiny
+    with tempfile.TemporaryDirectory(prefix="sweep_pruning_") as scratch:
+        work = Path(scratch)
+        recipe = sizes(image_folder(args.data.resolve(), work), args.tiny, cuda)
+        finder_s = run(["resnet_lab.lr_find", *recipe, f"hydra.run.dir={work / 'lr_find'}"], work)
+        finder = work / "lr_find" / "lr_finder.json"
+        suggestion = read_suggestion(str(finder))
+        chosen = {name: settings for name, settings in {**SWEEPS, **PARALLEL}.items() if name in args.sweeps}
+        results = {name: sweep(name, settings, recipe, finder, args.trials, work) for name, settings in chosen.items()}
+    host = machine()
+    result = {
+        "date": date.today().isoformat(),
+        "machine": host,
+        "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
+        "trials": args.trials,
+        "lr_finder_s": finder_s,
+        "lr_suggestion": suggestion,
+        "sweeps": results,
+        "targets": TARGETS,
+        "judged": judge(results),
+        "table": table(results),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
+    subset = "" if set(args.sweeps) == {*SWEEPS, *PARALLEL} else "-" + "-".join(args.sweeps)
+    (args.out / f"{result['date']}-{label}-sweep_pruning{subset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(result["table"])
+    print(json.dumps(result["judged"], indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
