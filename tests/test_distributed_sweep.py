@@ -80,6 +80,7 @@ def check_trials_against_study(storage: str, study: str, n_trials: int, wandb: b
     trials = [t for t in every if t.state.name != "WAITING"]
     assert len(trials) == n_trials and sorted(t.number for t in every) == list(range(len(every)))
     assert all(t.state.name == "COMPLETE" for t in trials)
+    assert all(list(t.intermediate_values) == [1, 2] and t.intermediate_values[2] == t.value for t in trials), "each trial's curve is in the study"
     dirs = [Path(t.user_attrs["run_dir"]) for t in trials]
     assert len(set(dirs)) == len(trials)
     for trial, run_dir in zip(trials, dirs):

@@ -14,7 +14,7 @@ from conftest import TINY, run_main, write_image_folder
 pytestmark = pytest.mark.slow
 
 
-def sweep(cwd: Path, name: str, *extra: str, epochs: int = 1, search: str = "optuna"):
+def sweep(cwd: Path, name: str, *extra: str, epochs: int = 1, search: str = "optuna", storage: str = "sqlite:///studies/test.db"):
     root = cwd / "im"
     if not root.exists():
         write_image_folder(root, train_per_class=24, test_per_class=8)
@@ -28,7 +28,7 @@ def sweep(cwd: Path, name: str, *extra: str, epochs: int = 1, search: str = "opt
         f"trainer.epochs={epochs}",
         "lr_finder.num_iter=30",
         f"hydra.sweep.dir={name}",
-        "hydra.sweeper.storage=sqlite:///studies/test.db",
+        f"hydra.sweeper.storage={storage}",
         *extra,
         cwd=cwd,
     )
@@ -235,26 +235,23 @@ def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
         assert json.loads((tmp_path / "multirun" / name / "sweep_summary.json").read_text())["n_trials"] == 1
 
 
-def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_goes_on(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_goes_on(tmp_path, kind):
     """Trial 0 learns; trial 1 (a max_lr of 1e-6, enqueued) stays at chance and the median of
-    trial 0's epochs prunes it early; trial 2 still runs: the study ends with its total."""
+    trial 0's epochs prunes it early; trial 2 still runs: the study ends with its total, and a
+    continued sweep still reports and judges its new trial."""
+    from resnet_lab.study_storage import open_storage
+
     (tmp_path / "studies").mkdir()
-    study = optuna.create_study(study_name="prune", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}", direction="maximize")
+    url = f"sqlite:///{tmp_path / 'studies' / 'test.db'}" if kind == "sqlite" else f"journal:///{tmp_path / 'studies' / 'test.log'}"
+    study = optuna.create_study(study_name="prune", storage=open_storage(url), direction="maximize")
     study.enqueue_trial({"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4})
     study.enqueue_trial({"scheduler.max_lr": 1e-6, "optimizer.weight_decay": 1e-4})
     pruning = ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
-    result = sweep(
-        tmp_path,
-        "p",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.study_name=prune",
-        "hparams_search.max_lr_bounds=[0.01,0.1]",
-        "logger=wandb",
-        *pruning,
-        epochs=4,
-    )
+    settings = ["hydra.sweeper.study_name=prune", "hparams_search.max_lr_bounds=[0.01,0.1]", "logger=wandb", *pruning]
+    result = sweep(tmp_path, "p", "hydra.sweeper.n_trials=3", *settings, epochs=4, storage=url)
     assert result.returncode == 0, result.stderr
-    trials = sorted(optuna.load_study(study_name="prune", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}").trials, key=lambda t: t.number)
+    trials = sorted(optuna.load_study(study_name="prune", storage=open_storage(url)).trials, key=lambda t: t.number)
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"], [(t.state.name, t.intermediate_values) for t in trials]
     hopeless = trials[1]
     epoch = hopeless.user_attrs["pruned_at_epoch"]
@@ -271,6 +268,12 @@ def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_
     report = json.loads((tmp_path / "p" / "sweep_summary.json").read_text())
     assert report["n_pruned"] == 1 and report["n_complete"] == 2 and report["n_failed"] == 0 and report["best"]["number"] != 1
     assert "failed" not in (report["trials"][1].get("fail_reason") or "")
+
+    continued = sweep(tmp_path, "p-again", "hydra.sweeper.n_trials=4", *settings, epochs=4, storage=url)
+    assert continued.returncode == 0, continued.stderr
+    *_, added = sorted(optuna.load_study(study_name="prune", storage=open_storage(url)).trials, key=lambda t: t.number)
+    assert added.number == 3 and added.state.name in ("COMPLETE", "PRUNED") and added.intermediate_values
+    assert (added.state.name == "PRUNED") == ("pruned_at_epoch" in added.user_attrs)
 
 
 @pytest.mark.parametrize(
