@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -199,11 +200,14 @@ def test_workers_of_two_machines_share_a_postgresql_study_and_a_killed_worker_lo
     assert [Path(t.user_attrs["run_dir"]).parent.name for t in kept[:2]] == ["solo", "solo"]
 
 
-def test_one_command_starts_workers_that_never_wait_for_a_batch_and_prune_on_a_shared_study(tmp_path):
-    """`hparams_search.workers=2` on a SQLite study: each worker runs one trial at a time in its
-    own process and asks for the next as soon as the last ends (each trial's start and end in the
-    study are its own), the median pruner stops trials below a finished trial's curve, and the
-    study ends with exactly n_trials finished trials, reported in the one sweep folder."""
+def test_workers_started_by_one_command_stop_together_continue_never_wait_and_prune(tmp_path):
+    """`hparams_search.workers=2` on a SQLite study. Ctrl-C to the command once both workers
+    train: every worker stops and the message says how to go on. The next command (with the
+    median pruner, judging against a finished trial that reached 0.99) replaces the two
+    interrupted trials: each worker runs one trial at a time and asks for the next as soon as
+    the last ends (each trial's start and end in the study are its own), trials below the
+    finished curve are pruned, and the study ends with exactly n_trials finished trials,
+    reported in the one sweep folder."""
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
     storage = f"sqlite:///{tmp_path / 'workers.db'}"
     study = optuna.create_study(study_name="busy", storage=storage, direction="maximize")
@@ -211,18 +215,32 @@ def test_one_command_starts_workers_that_never_wait_for_a_batch_and_prune_on_a_s
         "scheduler.max_lr": optuna.distributions.FloatDistribution(0.01, 0.1, log=True),
         "optimizer.weight_decay": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
     }
-    study.add_trial(
-        optuna.trial.create_trial(
-            params={"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4}, distributions=space, value=0.99, intermediate_values={1: 0.99, 2: 0.99}
-        )
-    )
+    finished = {"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4}
+    study.add_trial(optuna.trial.create_trial(params=finished, distributions=space, value=0.99, intermediate_values={1: 0.99, 2: 0.99}))
+    command = [*worker(tmp_path, storage, "busy-dir", seed=3, n_trials=5, study="busy"), "hparams_search.workers=2"]
+
+    long = [arg for arg in command if not arg.startswith("trainer.epochs=")] + ["trainer.epochs=500"]
+    process = subprocess.Popen(long, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while len(list((tmp_path / "busy-dir").glob("*/checkpoints/last.pt"))) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "run the same command again to continue it" in out and err.strip().splitlines()[-1] == "interrupted"
+    pids = [int(pid) for pid in re.findall(r"sweep worker \d started \(pid (\d+)", out)]
+    assert len(pids) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in pids), "no worker outlives the command"
+
     pruning = ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
-    command = [*worker(tmp_path, storage, "busy-dir", seed=3, n_trials=5, study="busy"), "hparams_search.workers=2", *pruning]
-    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([*command, *pruning], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sweep worker 0 started" in result.stdout and "sweep worker 1 started" in result.stdout
 
-    ran = [t for t in optuna.load_study(study_name="busy", storage=storage).trials if t.number > 0 and t.state.name != "WAITING"]
+    trials = optuna.load_study(study_name="busy", storage=storage).trials
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 2 and all(t.state.name == "FAIL" for t in interrupted)
+    assert all((Path(t.user_attrs["run_dir"]) / "checkpoints" / "last.pt").is_file() for t in interrupted), "their checkpoints are kept"
+    ran = [t for t in trials if t.number > 0 and t.state.name != "WAITING" and not t.user_attrs.get("interrupted")]
     assert len(ran) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in ran)
     for trial in ran:
         first = trial.intermediate_values[1]
@@ -233,11 +251,11 @@ def test_one_command_starts_workers_that_never_wait_for_a_batch_and_prune_on_a_s
     for trial in sorted(ran, key=lambda t: t.datetime_start):
         by_worker.setdefault(trial.user_attrs["worker"], []).append(trial)
     assert 1 <= len(by_worker) <= 2 and os.getpid() not in {int(w.rpartition(":")[2]) for w in by_worker}
-    for trials in by_worker.values():
-        for before, after in zip(trials, trials[1:]):
+    for mine in by_worker.values():
+        for before, after in zip(mine, mine[1:]):
             assert before.datetime_complete <= after.datetime_start, "one trial at a time per worker, stamped with its own times"
             assert (after.datetime_start - before.datetime_complete).total_seconds() < 5, "the next trial starts at once, no batch to wait for"
     report = json.loads((tmp_path / "busy-dir" / "sweep_summary.json").read_text())
-    assert sorted(t["number"] for t in report["trials"]) == sorted(t.number for t in ran)
+    assert sorted(t["number"] for t in report["trials"]) == sorted(t.number for t in [*ran, *interrupted])
     assert report["n_pruned"] == sum(t.state.name == "PRUNED" for t in ran)
     assert yaml.safe_load((tmp_path / "busy-dir" / "multirun.yaml").read_text())["hparams_search"]["workers"] == 2

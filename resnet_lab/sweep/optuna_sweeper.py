@@ -92,6 +92,13 @@ class TrialRecordingLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
+    def hold(self, trials: list[optuna.trial.Trial]) -> None:
+        """The trials just asked for the next batch, claimed for this process at once: a trial
+        left RUNNING by a process that died is recognised by this tag and replaced."""
+        self.pending = list(trials)
+        for handle in trials:
+            _tag(handle, WORKER_ATTR, WORKER)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         handles: list[optuna.trial.Trial | None] = list(self.pending)
         handles += [None] * (len(job_overrides) - len(handles))
@@ -99,7 +106,6 @@ class TrialRecordingLauncher(Launcher):
         placed = []
         for handle, overrides in zip(handles, job_overrides):
             if handle is not None:
-                _tag(handle, WORKER_ATTR, WORKER)
                 _tag(handle, "run_dir", str(self.sweep_dir / str(handle.number)))
                 overrides = [*overrides, f"hydra.sweep.subdir={handle.number}"]
             placed.append(list(overrides))
@@ -178,6 +184,9 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 self._run_workers(workers, sweep_dir)
             else:
                 self._run_to_total(study, arguments)
+        except KeyboardInterrupt:
+            log.warning("sweep interrupted: its finished trials are kept in the study; run the same command again to continue it")
+            raise
         finally:
             if workers > 1:
                 self._save_config(config, sweep_dir, space, bounds)  # the workers saved their own settings there
@@ -289,9 +298,12 @@ class ResumableOptunaSweeper(OptunaSweeper):
             if worker_host != host or not pid.isdigit() or _alive(int(pid)):
                 continue
             handle = optuna.trial.Trial(study, trial._trial_id)
-            handle.set_user_attr("interrupted", True)
-            handle.set_user_attr("fail_reason", f"interrupted: its sweep process {pid} ended before the trial finished")
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            try:
+                handle.set_user_attr("interrupted", True)
+                handle.set_user_attr("fail_reason", f"interrupted: its sweep process {pid} ended before the trial finished")
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker restarting at the same moment marked it first
             log.warning("trial %d was interrupted (process %s is gone): marked FAIL; a new trial replaces it", trial.number, pid)
 
     def _is_grid(self) -> bool:

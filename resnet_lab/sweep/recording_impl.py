@@ -39,7 +39,7 @@ class TrialRecordingImpl(OptunaSweeperImpl):
 
     def _configure_trials(self, trials: list, *args: Any, **kwargs: Any) -> Sequence[Sequence[str]]:
         if self.recorder is not None:
-            self.recorder.pending = list(trials)
+            self.recorder.hold(trials)
         if trials:
             self._refuse_surplus(trials)
             self._tell_pruned_trials_as_pruned(trials[0].study)

@@ -58,7 +58,9 @@ def plan_workers(count: int, argv: list[str], sweep_dir: Path, storage: str | No
             settings.append(f"hydra.sweeper.storage={storage}")
         if seed is not None:
             settings.append(f"hydra.sweeper.sampler.seed={seed + index}")
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        # Without HYDRA_FULL_ERROR (set by this process's own entry point) a worker ends with the
+        # one-line error the user would read, which is what its log's last line then reports.
+        env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"} | {"OMP_NUM_THREADS": str(threads)}
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
         command = [sys.executable, "-m", "resnet_lab.train", "-m", *kept, *settings]
