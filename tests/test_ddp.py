@@ -12,11 +12,11 @@ import pytest
 
 from conftest import REPO, TINY, run_main
 
-# The real-data comparison: a 1/4-width net on 2,500 training and the 1,000 test images of the JPEG
+# The real-data comparison: a 1/8-width net on 2,500 training and the 1,000 test images of the JPEG
 # slice (conftest.JPEG_SLICE), 3 epochs at a global batch of 128, evaluated once at the end without
 # TTA (the comparison needs only the final accuracy). Chance is 10%.
 REAL = [
-    "model.width_multiplier=0.25",
+    "model.width_multiplier=0.125",
     "trainer.device=cpu",
     "trainer.progress=false",
     "data.train_subset=2500",
@@ -69,7 +69,7 @@ def test_two_ranks_write_one_run_and_match_one_process(jpeg_root, tmp_path):
     assert summary["strategy"] == "ddp" and summary["world_size"] == 2 and reference["world_size"] == 1
     ddp_acc, single_acc = summary["final"]["eval_acc"], reference["final"]["eval_acc"]
     print(f"JPEG copy, 3 epochs: ddp (2 ranks) {ddp_acc:.4f}, one process {single_acc:.4f}")
-    assert ddp_acc >= 0.25 and single_acc >= 0.25, "both learn (chance is 10%)"
+    assert ddp_acc >= 0.2 and single_acc >= 0.2, "both learn (chance is 10%; 26.0% and 26.6% measured on CPU)"
     assert abs(ddp_acc - single_acc) <= TOLERANCE
 
 

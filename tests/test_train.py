@@ -124,13 +124,13 @@ def test_multirun_makes_one_run_directory_per_job(image_root, tmp_path):
 
 @pytest.mark.slow
 def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
-    """A 1/4-width net on the JPEG slice (5,000 training and 1,000 test images), 2 epochs on CPU.
-    Chance is 10%; ~40% is typical here, so 25% separates "learns" from "does not" with margin."""
+    """A 1/8-width net on the JPEG slice (5,000 training and 1,000 test images), 2 epochs on CPU.
+    Chance is 10%; 30.3% was measured here, so 25% separates "learns" from "does not" with margin."""
     cfg = compose_config(
         [
             "data=image_folder",
             f"data.root={jpeg_root}",
-            "model.width_multiplier=0.25",
+            "model.width_multiplier=0.125",
             "trainer.device=cpu",
             "trainer.progress=false",
             "trainer.epochs=2",
@@ -138,6 +138,9 @@ def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
             "data.test_subset=1000",
             "data.batch_size=128",
             "scheduler.max_lr=0.2",
+            "trainer.tta=none",
+            "logger=none",
+            "explain=none",
         ]
     )
     accuracy = run_training(validate(cfg), JobContext(tmp_path / "run"))

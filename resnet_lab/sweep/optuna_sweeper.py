@@ -151,6 +151,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if self.storage_url is not None:
             self.storage_url = mask_secrets(self.storage_url)
         _mask_storage_secret(config)
+        _pin_absolute_storage(config, self.storage_url)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         impl.launcher = impl.recorder = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
 
@@ -431,6 +432,19 @@ def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[st
             f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} needs evaluated epochs, but trainer.eval_every=0 evaluates "
             "only after the last one; set trainer.eval_every=1 (or every N epochs) or hparams_search.pruner.kind=none"
         )
+
+
+def _pin_absolute_storage(config: DictConfig, absolute: str | None) -> None:
+    """A relative SQLite or journal file (the default sqlite:///multirun/optuna.db) is opened by
+    the sweep from its working directory; jobs recompose their config from the overrides, and a
+    job that runs elsewhere (a Ray worker) would open another file, so they get the absolute URL."""
+    raw = OmegaConf.to_container(config.hydra.sweeper, resolve=True).get("storage")
+    if absolute is None or not isinstance(raw, str) or raw == absolute or has_secret(raw):
+        return
+    overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweeper.storage=")]
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweeper.storage = absolute
+        config.hydra.overrides.hydra = [*overrides, f"hydra.sweeper.storage={absolute}"]
 
 
 def _mask_storage_secret(config: DictConfig) -> None:
