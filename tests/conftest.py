@@ -36,6 +36,13 @@ SHARED_TARBALL_CANDIDATES = [
 ]
 CLASSES = ["ant", "bee", "cat"]
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (real processes, real data) first, in their usual order: the two test processes
+    then end on short tests together, instead of one waiting while the other runs a long one."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # Tiny, fast settings every CLI test starts from: a 1/8-width net on CPU, quiet output.
 TINY = [
     "model.width_multiplier=0.125",
