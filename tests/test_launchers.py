@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def pruned_sweep(tmp_path, launcher: list[str], env: dict[str, str] | None = None) -> list:
-    """An Optuna sweep of two 2-epoch trials through `launcher`, on a relative SQLite path, whose
+    """An Optuna sweep of two 2-epoch trials launched together through `launcher`, on a relative SQLite path, whose
     median pruner judges them against a finished trial whose curve was 0.0 then 0.99. Each job
     reaches its trial through the study's storage (not the sweeper's live handle) and records its
     learning curve there; after epoch 2 a trial below 0.99 is stopped and recorded as PRUNED."""
@@ -48,6 +48,7 @@ def pruned_sweep(tmp_path, launcher: list[str], env: dict[str, str] | None = Non
         "trainer.epochs=2",
         "hparams_search.max_lr_bounds=[0.1,0.2]",
         "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.storage=sqlite:///study.db",
         "hydra.sweep.dir=sweep",
         *pruning,
