@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, image_folder
+from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, framework_env, image_folder
 from benchmarks.cifar_speed.report import machine
 from resnet_lab.optim.lr_range import read_suggestion
 
@@ -59,7 +58,7 @@ def sizes(root: Path, tiny: bool, cuda: bool) -> list[str]:
 
 def run(args: list[str], work: Path) -> float:
     """Wall seconds of `python -m <args>` in `work`; its output goes to a log beside it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "WANDB_MODE": "offline"}
+    env = framework_env(WANDB_MODE="offline")
     log = work / f"{args[0].rsplit('.', 1)[-1]}-{len(list(work.glob('*.log')))}.log"
     start = time.perf_counter()
     with open(log, "w") as output:

@@ -88,6 +88,20 @@ def class_images(label: int, count: int, seed: int, size: int = 32) -> np.ndarra
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
+def add_finished_trial(study: Any, max_lr_bounds: tuple[float, float], curve: dict[int, float]) -> None:
+    """A finished trial in a sweep's search space (max_lr within its bounds, weight_decay in the
+    default range) with the learning curve `curve`, for a pruner to judge the sweep's trials by."""
+    import optuna
+
+    low, high = max_lr_bounds
+    space = {
+        "scheduler.max_lr": optuna.distributions.FloatDistribution(low, high, log=True),
+        "optimizer.weight_decay": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+    }
+    params = {"scheduler.max_lr": (low * high) ** 0.5, "optimizer.weight_decay": 1e-4}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=curve[max(curve)], intermediate_values=curve))
+
+
 def write_image_folder(root: Path, train_per_class: int = 24, test_per_class: int = 8, classes: list[str] = CLASSES) -> Path:
     """Each split and class draws its noise from its own fixed seed, so every run sees the same files."""
     for split_index, (split, count) in enumerate((("train", train_per_class), ("test", test_per_class))):

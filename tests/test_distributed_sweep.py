@@ -22,7 +22,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO, TINY, run_main, write_image_folder
+from conftest import REPO, TINY, add_finished_trial, run_main, write_image_folder
 from resnet_lab.study_storage import open_storage
 from resnet_lab.track.offline_run import read_offline_run
 
@@ -211,12 +211,7 @@ def test_workers_started_by_one_command_stop_together_continue_never_wait_and_pr
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
     storage = f"sqlite:///{tmp_path / 'workers.db'}"
     study = optuna.create_study(study_name="busy", storage=storage, direction="maximize")
-    space = {
-        "scheduler.max_lr": optuna.distributions.FloatDistribution(0.01, 0.1, log=True),
-        "optimizer.weight_decay": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
-    }
-    finished = {"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4}
-    study.add_trial(optuna.trial.create_trial(params=finished, distributions=space, value=0.99, intermediate_values={1: 0.99, 2: 0.99}))
+    add_finished_trial(study, (0.01, 0.1), {1: 0.99, 2: 0.99})
     command = [*worker(tmp_path, storage, "busy-dir", seed=3, n_trials=5, study="busy"), "hparams_search.workers=2"]
 
     long = [arg for arg in command if not arg.startswith("trainer.epochs=")] + ["trainer.epochs=500"]

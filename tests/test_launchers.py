@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import TINY, run_cli, write_image_folder
+from conftest import TINY, add_finished_trial, run_cli, write_image_folder
 from resnet_lab import CONF_DIR
 
 pytestmark = pytest.mark.slow
@@ -30,12 +30,7 @@ def pruned_sweep(tmp_path, launcher: list[str], env: dict[str, str] | None = Non
 
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
     study = optuna.create_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize")
-    space = {
-        "scheduler.max_lr": optuna.distributions.FloatDistribution(0.1, 0.2, log=True),
-        "optimizer.weight_decay": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
-    }
-    finished = {"scheduler.max_lr": 0.15, "optimizer.weight_decay": 1e-4}
-    study.add_trial(optuna.trial.create_trial(params=finished, distributions=space, value=0.99, intermediate_values={1: 0.0, 2: 0.99}))
+    add_finished_trial(study, (0.1, 0.2), {1: 0.0, 2: 0.99})
     pruning = ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
     result = run_cli(
         "resnet_lab.train",

@@ -3,6 +3,7 @@ the data and the speedrun settings the framework parts compose."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import tarfile
 import time
@@ -90,6 +91,12 @@ def tiny_on(root: Path, scale: Scale) -> Scale:
     counts = [sum(1 for p in (root / split).rglob("*") if p.is_file()) for split in ("train", "test")]
     train, test = (cap if count > cap else None for count, cap in zip(counts, TINY_IMAGES))
     return Scale(**{**scale.__dict__, "train_subset": train, "test_subset": test})
+
+
+def framework_env(**extra: str) -> dict[str, str]:
+    """The environment of a framework command started from any directory: this checkout first on
+    the import path, plus `extra`."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **extra}
 
 
 def sync(device: torch.device) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -12,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cifar_speed.common import (
-    REPO,
     Scale,
+    framework_env,
     speedrun_settings,
 )
 from resnet_lab.data.datasets import READ_MESSAGE
@@ -24,7 +23,7 @@ def run_sweep(root: Path, scale: Scale, work: Path) -> dict[str, Any]:
     in one process, against the same command for one trial; recompiles counted from TORCH_LOGS,
     data reads from the job log."""
     base = [sys.executable, "-m", "resnet_lab.train", "-m", "hparams_search=optuna", "hparams_search.max_lr_bounds=[0.2,0.8]", *speedrun_settings(root, scale)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "TORCH_LOGS": "recompiles"}
+    env = framework_env(TORCH_LOGS="recompiles")
 
     def sweep(trials: int, name: str) -> tuple[float, str, Path]:
         folder = work / name

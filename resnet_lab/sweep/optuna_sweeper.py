@@ -150,8 +150,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         impl.storage = open_storage(self.storage_url)
         if self.storage_url is not None:
             self.storage_url = mask_secrets(self.storage_url)
-        _mask_storage_secret(config)
-        _pin_absolute_storage(config, self.storage_url)
+        _give_jobs_storage(config, self.storage_url)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         impl.launcher = impl.recorder = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
 
@@ -393,10 +392,15 @@ def _check_objectives(objectives: list[Objective], directions: list[str]) -> Non
 IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
+def _launcher(config: DictConfig) -> str:
+    """The class that launches the sweep's jobs (Hydra's basic one runs them in this process)."""
+    return str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
+
+
 def _check_workers(count: int, config: DictConfig) -> None:
     """Each worker runs its trials one at a time in its own process: a launcher or batches of
     its own would stack a second kind of parallelism on top."""
-    launcher = str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
+    launcher = _launcher(config)
     if launcher != IN_PROCESS_LAUNCHER:
         raise ConfigError(
             f"hparams_search.workers={count} runs {count} sweep processes that each run one trial at a time; "
@@ -416,7 +420,7 @@ def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[st
     is refused in one line before any trial starts."""
     if PrunerKind(pruner.kind) == PrunerKind.none:
         return
-    launcher = str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
+    launcher = _launcher(config)
     if launcher != IN_PROCESS_LAUNCHER and storage_url is None:
         raise ConfigError(
             f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} with {launcher.rsplit('.', 1)[-1]}: its jobs run in other processes "
@@ -434,28 +438,18 @@ def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[st
         )
 
 
-def _pin_absolute_storage(config: DictConfig, absolute: str | None) -> None:
-    """A relative SQLite or journal file (the default sqlite:///multirun/optuna.db) is opened by
-    the sweep from its working directory; jobs recompose their config from the overrides, and a
-    job that runs elsewhere (a Ray worker) would open another file, so they get the absolute URL."""
-    raw = OmegaConf.to_container(config.hydra.sweeper, resolve=True).get("storage")
-    if absolute is None or not isinstance(raw, str) or raw == absolute or has_secret(raw):
-        return
-    overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweeper.storage=")]
-    with read_write(config.hydra), open_dict(config.hydra):
-        config.hydra.sweeper.storage = absolute
-        config.hydra.overrides.hydra = [*overrides, f"hydra.sweeper.storage={absolute}"]
-
-
-def _mask_storage_secret(config: DictConfig) -> None:
-    """A password typed into `hydra.sweeper.storage` is replaced by *** in the live config and in
-    the overrides every job recomposes from, so Hydra's saved .hydra/hydra.yaml, multirun.yaml and
-    W&B never see it; the storage itself was opened with the real URL before this."""
+def _give_jobs_storage(config: DictConfig, url: str | None) -> None:
+    """Every job recomposes its config from the overrides and opens the study its config names:
+    it gets the URL this sweep opened, made absolute (a relative SQLite or journal file, the
+    default sqlite:///multirun/optuna.db included, is another file in a Ray task's working
+    directory) and with a typed password replaced by *** (so Hydra's saved .hydra/hydra.yaml,
+    multirun.yaml and W&B never see it; the storage itself was opened with the real URL before
+    this). A URL kept as an interpolation (${oc.env:...}) that holds a password stays as written."""
     raw = OmegaConf.to_container(config.hydra.sweeper, resolve=False).get("storage")
-    if not isinstance(raw, str) or not has_secret(raw):
+    resolved = OmegaConf.to_container(config.hydra.sweeper, resolve=True).get("storage")
+    if url is None or resolved == url or (raw != resolved and has_secret(str(resolved))):
         return
-    masked = mask_secrets(raw)
     overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweeper.storage=")]
     with read_write(config.hydra), open_dict(config.hydra):
-        config.hydra.sweeper.storage = masked
-        config.hydra.overrides.hydra = [*overrides, f"hydra.sweeper.storage={masked}"]
+        config.hydra.sweeper.storage = url
+        config.hydra.overrides.hydra = [*overrides, f"hydra.sweeper.storage={url}"]
