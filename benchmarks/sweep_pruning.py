@@ -174,24 +174,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finder = work / "lr_find" / "lr_finder.json"
         suggestion = read_suggestion(str(finder))
         chosen = {name: settings for name, settings in {**SWEEPS, **PARALLEL}.items() if name in args.sweeps}
-        results = {name: sweep(name, settings, recipe, finder, args.trials, work) for name, settings in chosen.items()}
-    host = machine()
-    result = {
-        "date": date.today().isoformat(),
-        "machine": host,
-        "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
-        "trials": args.trials,
-        "lr_finder_s": finder_s,
-        "lr_suggestion": suggestion,
-        "sweeps": results,
-        "targets": TARGETS,
-        "judged": judge(results),
-        "table": table(results),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
-    subset = "" if set(args.sweeps) == {*SWEEPS, *PARALLEL} else "-" + "-".join(args.sweeps)
-    (args.out / f"{result['date']}-{label}-sweep_pruning{subset}.json").write_text(json.dumps(result, indent=2) + "\n")
+        host = machine()
+        label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
+        subset = "" if set(args.sweeps) == {*SWEEPS, *PARALLEL} else "-" + "-".join(args.sweeps)
+        path = args.out / f"{date.today().isoformat()}-{label}-sweep_pruning{subset}.json"
+        results: dict[str, dict[str, Any]] = {}
+        for name, settings in chosen.items():  # the file is rewritten after each sweep: a cut-short run keeps the ones done
+            results[name] = sweep(name, settings, recipe, finder, args.trials, work)
+            result = {
+                "date": date.today().isoformat(),
+                "machine": host,
+                "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
+                "trials": args.trials,
+                "lr_finder_s": finder_s,
+                "lr_suggestion": suggestion,
+                "sweeps": results,
+                "targets": TARGETS,
+                "judged": judge(results),
+                "table": table(results),
+            }
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'runs'})}", flush=True)
     print(result["table"])
     print(json.dumps(result["judged"], indent=2))
     return result
