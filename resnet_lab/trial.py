@@ -69,12 +69,13 @@ class TrialReporter:
             return None
         return cls(handle, build_pruner(pruning) if pruning is not None and pruning.kind != PrunerKind.none else None)
 
-    def report(self, value: float, epoch: int) -> bool:
-        """Records `value` at step `epoch`; returns whether the pruner stops the trial here. A
-        storage that fails here costs the curve (and the pruning), never the run."""
+    def report(self, value: float, epoch: int, last: bool = False) -> bool:
+        """Records `value` at step `epoch`; returns whether the pruner stops the trial here. The
+        last epoch is never pruned: stopping there saves nothing and would discard a finished
+        result. A storage that fails here costs the curve (and the pruning), never the run."""
         try:
             self.handle.report(value, epoch)
-            return self.prunes and self.handle.should_prune()
+            return self.prunes and not last and self.handle.should_prune()
         except Exception as error:
             log.warning("could not report epoch %d to trial %d (%s: %s)", epoch, self.handle.number, type(error).__name__, error)
             return False

@@ -221,7 +221,8 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
         return []
 
     def report_to_trial(trainer: Trainer, metrics: EpochMetrics) -> None:
-        if not math.isnan(metrics.eval_acc) and trial.report(epoch_objective(metrics), metrics.epoch):
+        last = metrics.epoch >= run.trainer.epochs
+        if not math.isnan(metrics.eval_acc) and trial.report(epoch_objective(metrics), metrics.epoch, last):
             raise TrialPruned(metrics.epoch, epoch_objective(metrics))
 
     return [report_to_trial]
