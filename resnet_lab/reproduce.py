@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import GROUPS, SCHEMAS
 from resnet_lab.errors import DataError, ResnetLabError
 
@@ -88,7 +90,7 @@ def _option_from_yaml(group: str, node: dict) -> list[str]:
 
     found = []
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
-        option = OmegaConf.to_container(OmegaConf.load(path))
+        option = plain_dict(OmegaConf.load(path), resolve=False)
         option = option.get(group, option)  # options packaged at _global_ (optimizer) nest their group
         keys = [k for k in ("_target_", "format", "kind", "enabled") if k in option and k in node]
         if keys and all(str(option[k]) == str(node[k]) for k in keys):
@@ -137,7 +139,7 @@ def overrides_for(config: dict, choices: dict[str, str] | None) -> list[str]:
         if key in options and isinstance(value, dict):
             # Runs saved before the options had schemas of their own carry keys their option never
             # used (data.download with image_folder, logger.mode with none): those are not replayed.
-            known = SCHEMAS[key][options[key]].__dataclass_fields__
+            known = {f.name for f in fields(SCHEMAS[key][options[key]])}
             value = {k: v for k, v in value.items() if k in known}
         result += _leaves(key, value)
     return result

@@ -8,6 +8,7 @@ network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torchinfo
 from omegaconf import DictConfig
@@ -34,7 +35,8 @@ def model_from_config(cfg: DictConfig) -> nn.Module:
 def layer_table(model: nn.Module, image_size: int = 32) -> tuple[str, list[LayerRow], int]:
     """(torchinfo's printed table, the seed-style rows, total parameters)."""
     stats = torchinfo.summary(model, input_size=(1, 3, image_size, image_size), depth=4, col_names=("output_size", "num_params"), verbose=0)
-    ordered, pending = [], []
+    ordered: list[Any] = []
+    pending: list[Any] = []
     for info in stats.summary_list:
         while pending and pending[-1].depth >= info.depth:
             ordered.append(pending.pop())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +97,7 @@ def test_a_ddp_run_resumes_from_rank_zeros_checkpoint(image_root, tmp_path):
     [
         ("python", ["trainer.strategy=ddp"], "trainer.strategy='ddp' needs torchrun"),
         ("torchrun", [], "torchrun started 2 processes but trainer.strategy='single'"),
-        ("torchrun", ["trainer.strategy=ddp", "data.batch_size=7"], "data.batch_size=7 is not allowed with 2 ddp processes"),
-        ("torchrun", ["trainer.strategy=ddp", "data.drop_last=false"], "data.drop_last=false is not allowed with trainer.strategy=ddp"),
         ("torchrun", ["-m", "trainer.strategy=ddp"], "-m/--multirun is not allowed under torchrun"),
-        ("torchrun", ["trainer.strategy=ddp", "scheduler.max_lr=auto"], "scheduler.max_lr=auto is not allowed with trainer.strategy=ddp"),
     ],
 )
 def test_a_strategy_that_does_not_match_the_launch_is_one_line(image_root, tmp_path, launch, args, message):
@@ -108,3 +106,27 @@ def test_a_strategy_that_does_not_match_the_launch_is_one_line(image_root, tmp_p
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"batch_size": 7}, "data.batch_size=7 is not allowed with 2 ddp processes"),
+        ({"eval_batch_size": 9}, "data.eval_batch_size=9 is not allowed with 2 ddp processes"),
+        ({"drop_last": False}, "data.drop_last=false is not allowed with trainer.strategy=ddp"),
+        ({"auto_lr": True}, "scheduler.max_lr=auto is not allowed with trainer.strategy=ddp"),
+    ],
+)
+def test_ddp_settings_that_cannot_shard_are_refused_under_torchrun(monkeypatch, settings, message):
+    """The same check the torchrun cases above reach, in the environment torchrun gives rank 0
+    of two processes (the exit code and the one line are theirs)."""
+    from resnet_lab.config.schema import Strategy
+    from resnet_lab.errors import ConfigError
+    from resnet_lab.train.distributed import check_strategy
+
+    for key, value in {"TORCHELASTIC_RUN_ID": "test", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    fine = {"batch_size": 8, "eval_batch_size": 64, "drop_last": True, "auto_lr": False}
+    assert check_strategy(Strategy.ddp, **fine).size == 2
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_strategy(Strategy.ddp, **{**fine, **settings})

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def pruned_sweep(tmp_path, launcher: list[str], env: dict[str, str] | None = None) -> list:
-    """An Optuna sweep of two 2-epoch trials launched together through `launcher`, on a relative SQLite path, whose
+    """An Optuna sweep of two 2-epoch trials launched together through `launcher`, on a relative SQLite path and sweep folder, whose
     median pruner judges them against a finished trial whose curve was 0.0 then 0.99. Each job
     reaches its trial through the study's storage (not the sweeper's live handle) and records its
     learning curve there; after epoch 2 a trial below 0.99 is stopped and recorded as PRUNED."""
@@ -54,6 +54,8 @@ def pruned_sweep(tmp_path, launcher: list[str], env: dict[str, str] | None = Non
     trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[1:]
     assert len(trials) == 2
     for trial in trials:
+        outputs = tmp_path / "sweep" / str(trial.number)
+        assert (outputs / "summary.json").is_file() and (outputs / "metrics.csv").is_file(), "the job wrote into the sweep's folder, wherever it ran"
         assert list(trial.intermediate_values) == [1, 2] and trial.intermediate_values[2] >= 0.6, "each job learns (chance is 1/3)"
         if trial.intermediate_values[2] < 0.99:
             assert trial.state.name == "PRUNED" and trial.user_attrs["pruned_at_epoch"] == 2

@@ -11,13 +11,14 @@ reads (conf/<group>/<option>.yaml), so a field here is MISSING and the option mu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, List, Optional, Union
+from typing import Any, List, Literal, Optional, Union, get_args
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.errors import ConfigError
 
 
@@ -166,6 +167,8 @@ class DataConfig:
     cache_dir: Optional[str] = MISSING
 
     def check(self, key: str) -> None:
+        own = isinstance(self, Cifar10DataConfig) == (self.format == DataFormat.cifar10)
+        require(own, f"{key}.format", DataFormat(self.format).name, "the format of the data option itself (choose it with data=cifar10 or data=image_folder)")
         require(8 <= self.image_size <= 512, f"{key}.image_size", self.image_size, "an integer in [8, 512]")
         require(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, "an integer >= 1")
         require(self.eval_batch_size >= 1, f"{key}.eval_batch_size", self.eval_batch_size, "an integer >= 1")
@@ -456,7 +459,8 @@ class LoggerKind(str, Enum):
     none = "none"
 
 
-WANDB_MODES = ("offline", "online", "disabled", "shared")
+WandbMode = Literal["offline", "online", "disabled", "shared"]
+WANDB_MODES: tuple[WandbMode, ...] = get_args(WandbMode)
 
 
 @dataclass
@@ -532,7 +536,7 @@ def allowed_keys(schema_name: str) -> list[str]:
     for options in {**SCHEMAS, **OPTIONAL_SCHEMAS}.values():
         for schema in options.values():
             if schema.__name__ == schema_name:
-                return [name for name in schema.__dataclass_fields__ if not name.startswith("_")]
+                return [f.name for f in fields(schema) if not f.name.startswith("_")]
     return []
 
 
@@ -556,9 +560,14 @@ class RunConfig:
     reproduced_from: Optional[str]
     composed: DictConfig  # as Hydra composed it: what checkpoints and trackers record
 
+    @property
+    def gallery(self) -> GradCAMConfig | None:
+        """The GradCAM gallery's settings, when this run draws one."""
+        return self.explain if isinstance(self.explain, GradCAMConfig) and self.explain.enabled else None
+
     def resolved(self) -> dict[str, Any]:
         """The composed config as plain values (enums by name): for files and trackers."""
-        return OmegaConf.to_container(self.composed, resolve=True, enum_to_str=True)
+        return plain_dict(self.composed, enum_to_str=True)
 
 
 def validate(cfg: DictConfig) -> RunConfig:
@@ -571,7 +580,7 @@ def validate(cfg: DictConfig) -> RunConfig:
     for group in GROUPS + tuple(g for g in OPTIONAL_SCHEMAS if g in cfg):
         if group not in cfg:
             raise ConfigError(f"config group '{group}' is missing; allowed options: {', '.join(SCHEMAS[group])}")
-        node = OmegaConf.to_object(cfg[group])
+        node: Any = OmegaConf.to_object(cfg[group])
         if not hasattr(node, "check"):
             raise ConfigError(f"{group}: this option has no schema; start from one of: {', '.join({**SCHEMAS, **OPTIONAL_SCHEMAS}[group])}")
         node.check(group)

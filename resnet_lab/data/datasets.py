@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from resnet_lab.config.schema import DataConfig, DataFormat
+from resnet_lab.config.schema import Cifar10DataConfig, DataConfig
 from resnet_lab.data import cifar10, image_folder
 from resnet_lab.data.cache import Decoded, cache_folder, fingerprint, load_or_decode
 from resnet_lab.errors import ConfigError
@@ -88,7 +89,7 @@ def resident_splits(cfg: DataConfig, root: Path, device: torch.device) -> Splits
 def ensure_readable(cfg: DataConfig, root: Path) -> None:
     """Find (or, for cifar10 with download=true, fetch) the data before a run creates anything:
     a run refused for its data leaves no W&B run and no outputs behind."""
-    if cfg.format == DataFormat.cifar10:
+    if isinstance(cfg, Cifar10DataConfig):
         cifar10.ensure_available(root, cfg.download)
     else:
         image_folder.list_classes(root)
@@ -103,7 +104,7 @@ def _subset(order: torch.Tensor, size: int | None, key: str) -> torch.Tensor:
 
 
 def _read(cfg: DataConfig, root: Path) -> tuple[Decoded, Decoded, list[str]]:
-    if cfg.format == DataFormat.cifar10:
+    if isinstance(cfg, Cifar10DataConfig):
         cifar10.ensure_available(root, cfg.download)
         folder = cache_folder(root, cfg.cache_dir)
         classes = cifar10.read_classes(root)
@@ -111,13 +112,13 @@ def _read(cfg: DataConfig, root: Path) -> tuple[Decoded, Decoded, list[str]]:
         for split in ("train", "test"):
             files = cifar10.batch_files(root, split)
             key = fingerprint(files, "cifar10", cfg.image_size)
-            splits.append(load_or_decode(folder, f"cifar10-{split}", key, lambda s=split: cifar10.read_split(root, s, cfg.image_size)))
+            splits.append(load_or_decode(folder, f"cifar10-{split}", key, partial(cifar10.read_split, root, split, cfg.image_size)))
         return splits[0], splits[1], classes
     classes = image_folder.list_classes(root)
     folder = cache_folder(root, cfg.cache_dir)
     splits = []
     for split in image_folder.SPLITS:
-        files = image_folder.list_files(root, split, classes)
-        key = fingerprint([path for path, _ in files], "image_folder", cfg.image_size, classes)
-        splits.append(load_or_decode(folder, f"image_folder-{split}", key, lambda f=files: image_folder.decode(f, cfg.image_size)))
+        labelled = image_folder.list_files(root, split, classes)
+        key = fingerprint([path for path, _ in labelled], "image_folder", cfg.image_size, classes)
+        splits.append(load_or_decode(folder, f"image_folder-{split}", key, partial(image_folder.decode, labelled, cfg.image_size)))
     return splits[0], splits[1], classes

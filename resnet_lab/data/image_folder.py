@@ -51,7 +51,7 @@ def list_files(root: Path, split: str, classes: list[str]) -> list[tuple[Path, i
 
 def decode(files: list[tuple[Path, int]], image_size: int, workers: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every image to uint8 [N, 3, H, W]; PIL releases the GIL, so threads overlap decodes."""
-    images = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
+    images: np.ndarray = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
 
     def load(index: int) -> None:
         path = files[index][0]

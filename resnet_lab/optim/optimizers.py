@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import OptimizerImplementation
 from resnet_lab.config.targets import build
 from resnet_lab.optim.group_spec import GroupSpec
@@ -52,7 +53,7 @@ def decoupled_lr_scale(momentum: float, batch_size: int) -> float:
 def build_optimizer(cfg: DictConfig, model: nn.Module, lr: float, batch_size: int) -> torch.optim.Optimizer:
     """`lr` is the schedule's peak (scheduler.max_lr); the schedule then drives it per step.
     `batch_size` (the global one) converts decoupled SGD's units."""
-    options = OmegaConf.to_container(cfg, resolve=True)
+    options = plain_dict(cfg)
     implementation = OptimizerImplementation(options.pop("implementation", OptimizerImplementation.auto))
     options.update(implementation_options(implementation, model))
     decay_norm_and_bias = bool(options.pop("decay_norm_and_bias"))

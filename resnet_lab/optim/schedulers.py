@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.targets import build
 from resnet_lab.errors import ConfigError
 from resnet_lab.optim.group_spec import GroupSpec
@@ -79,5 +80,5 @@ def _set_lr(optimizer: Optimizer, lr: float) -> None:
 
 
 def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:
-    factory = build(OmegaConf.to_container(cfg, resolve=True))
+    factory = build(plain_dict(cfg))
     return factory(optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
+
+from resnet_lab.config.plain import plain_dict
 
 log = logging.getLogger(__name__)
 
@@ -16,13 +18,16 @@ class OwnSweepDirCallback(Callback):
     """A time-named sweep folder (`multirun/<date>/<time>`) is claimed with an exclusive mkdir:
     a multirun or sweep worker that starts in the same second as another gets `<time>-2`,
     `<time>-3`..., never the other's folder. A folder named on the command line is used as given
-    (workers may share it on purpose: each Optuna trial has its own `<trial number>` subfolder)."""
+    (workers may share it on purpose: each Optuna trial has its own `<trial number>` subfolder).
+    Either way the jobs get it as an absolute path: a launcher's job (a Ray task) may run in
+    another working directory, where a relative folder is another folder."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        raw = str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["dir"])
-        if "${now:" not in raw:
+        raw = str(plain_dict(config.hydra.sweep, resolve=False)["dir"])
+        wanted = Path(str(config.hydra.sweep.dir)).absolute()
+        claimed = claim_folder(wanted) if "${now:" in raw else wanted
+        if str(claimed) == raw:
             return
-        claimed = claim_folder(Path(str(config.hydra.sweep.dir)))
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = str(claimed)
             # Each job's config is recomposed from these overrides: it must see the same folder.

@@ -27,7 +27,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
@@ -36,6 +36,7 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfig, PrunerKind
 from resnet_lab.errors import ConfigError, TrialPruned
 from resnet_lab.files import write_json
@@ -46,6 +47,7 @@ from resnet_lab.trial import live_trials
 
 if TYPE_CHECKING:
     import optuna
+
 
 log = logging.getLogger(__name__)
 
@@ -140,27 +142,34 @@ class ResumableOptunaSweeper(OptunaSweeper):
         super().__init__(**options)
         from resnet_lab.sweep.recording_impl import TrialRecordingImpl
 
-        self.sweeper = TrialRecordingImpl.from_plugin(self.sweeper)
+        self.impl = TrialRecordingImpl.from_plugin(self.sweeper)
+        self.sweeper = self.impl
+
+    def _config(self) -> DictConfig:
+        """The sweep's composed config, which the plugin keeps from setup() on."""
+        if self.impl.config is None:
+            raise RuntimeError("the sweeper was not set up")
+        return self.impl.config
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from resnet_lab.study_storage import absolute_storage, open_storage
 
-        impl = self.sweeper
+        impl = self.impl
         self.storage_url = absolute_storage(impl.storage)
         impl.storage = open_storage(self.storage_url)
         if self.storage_url is not None:
             self.storage_url = mask_secrets(self.storage_url)
         _give_jobs_storage(config, self.storage_url)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        assert impl.launcher is not None  # the plugin's setup made it
         impl.launcher = impl.recorder = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
 
     def sweep(self, arguments: list[str]) -> None:
         import optuna
 
-        impl = self.sweeper
-        config = impl.config
+        impl, config = self.impl, self._config()
         # resnet_lab's own settings plug in on top; any other Hydra app sweeps its params as given.
-        search: HParamsSearchConfig | None = OmegaConf.to_object(config.hparams_search) if config.get("hparams_search") is not None else None
+        search = cast(HParamsSearchConfig, OmegaConf.to_object(config.hparams_search)) if config.get("hparams_search") is not None else None
         if search is not None:
             search.check("hparams_search")
             _check_objectives(search.objectives, impl.directions())
@@ -173,7 +182,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
             self._share_storage(sweep_dir)
         study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
         space, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
-        impl.params = OmegaConf.merge(impl.params or {}, space)
+        impl.params = cast(DictConfig, OmegaConf.merge(impl.params or {}, space))
         self._save_config(config, sweep_dir, space, bounds)
         write_json(
             sweep_dir / STUDY_FILE,
@@ -223,7 +232,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if self.storage_url is not None:
             return
         self.storage_url = f"journal:///{(sweep_dir / 'study.log').resolve()}"
-        self.sweeper.storage = open_storage(self.storage_url)
+        self.impl.storage = open_storage(self.storage_url)
         log.info("workers share the study through %s; continue it with hydra.sweeper.storage=%s", self.storage_url, self.storage_url)
 
     def _run_workers(self, count: int, sweep_dir: Path) -> None:
@@ -231,7 +240,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         command line that started this one."""
         from resnet_lab.sweep.workers import plan_workers, run_workers
 
-        config = self.sweeper.config
+        config = self._config()
         seed = config.hydra.sweeper.sampler.get("seed")
         # A URL with a password stays as the user typed it on the command line the workers get.
         storage = None if MASK in str(self.storage_url) else self.storage_url
@@ -246,7 +255,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
 
         from resnet_lab.sweep.recording_impl import SurplusTrials
 
-        impl = self.sweeper
+        impl = self.impl
         total, launched = impl.n_trials, 0
         impl.study_total = total
         while True:
@@ -269,7 +278,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 )
             if remaining <= 0:
                 break
-            self._reseed(impl.config, offset=len(trials))
+            self._reseed(self._config(), offset=len(trials))
             impl.n_trials = min(remaining, impl.n_jobs)
             try:
                 impl.sweep(arguments)
@@ -309,14 +318,14 @@ class ResumableOptunaSweeper(OptunaSweeper):
     def _is_grid(self) -> bool:
         import optuna
 
-        sampler = self.sweeper.sampler
+        sampler = self.impl.sampler
         return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
 
     def _save_config(self, config: DictConfig, sweep_dir: Path, space: dict[str, str], bounds: list[float] | None) -> None:
         """multirun.yaml as Hydra's basic sweeper writes it, showing the search space actually
         used; the live config stays as composed, since Hydra checks each job's hydra.sweeper
         against it."""
-        saved = OmegaConf.to_container(config, resolve=False)
+        saved = plain_dict(config, resolve=False)
         saved["hydra"]["sweeper"]["params"] = {**(saved["hydra"]["sweeper"].get("params") or {}), **space}
         saved["hydra"]["sweeper"]["storage"] = self.storage_url
         if bounds is not None:
@@ -337,8 +346,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
         from resnet_lab.config import validate
         from resnet_lab.train.lr_auto import run_range_test
 
-        config = self.sweeper.config
-        task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        config = self._config()
+        task_config = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
         return run_range_test(validate(task_config), sweep_dir / "lr_finder").suggestion
 
     def _reseed(self, config: DictConfig, offset: int) -> None:
@@ -346,10 +355,10 @@ class ResumableOptunaSweeper(OptunaSweeper):
         sampler_cfg = config.hydra.sweeper.sampler
         if offset == 0 or sampler_cfg.get("_partial_") or sampler_cfg.get("seed") is None:
             return
-        options: dict[str, Any] = OmegaConf.to_container(sampler_cfg, resolve=True)
+        options = plain_dict(sampler_cfg)
         # Spaced out so that workers started with neighbouring seeds never share a draw.
         options["seed"] = int(options["seed"]) + 10007 * offset
-        self.sweeper.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)
+        self.impl.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)
 
 
 def _wait_again(trials: list[optuna.trial.Trial]) -> None:
@@ -445,8 +454,8 @@ def _give_jobs_storage(config: DictConfig, url: str | None) -> None:
     directory) and with a typed password replaced by *** (so Hydra's saved .hydra/hydra.yaml,
     multirun.yaml and W&B never see it; the storage itself was opened with the real URL before
     this). A URL kept as an interpolation (${oc.env:...}) that holds a password stays as written."""
-    raw = OmegaConf.to_container(config.hydra.sweeper, resolve=False).get("storage")
-    resolved = OmegaConf.to_container(config.hydra.sweeper, resolve=True).get("storage")
+    raw = plain_dict(config.hydra.sweeper, resolve=False).get("storage")
+    resolved = plain_dict(config.hydra.sweeper).get("storage")
     if url is None or resolved == url or (raw != resolved and has_secret(str(resolved))):
         return
     overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweeper.storage=")]

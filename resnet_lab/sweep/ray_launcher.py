@@ -14,6 +14,7 @@ from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 from omegaconf import OmegaConf
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.errors import ConfigError
 
 # Keys of ray.remote options and the node resource each one draws on.
@@ -25,8 +26,8 @@ class CheckedRayLauncher(RayLauncher):
         import ray
         from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
-        start_ray(OmegaConf.create(OmegaConf.to_container(self.ray_cfg.init, resolve=True)))
-        request = OmegaConf.to_container(self.ray_cfg.remote, resolve=True)
+        start_ray(OmegaConf.create(plain_dict(self.ray_cfg.init)))
+        request = plain_dict(self.ray_cfg.remote)
         check_placeable(request, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
         return super().launch(job_overrides, initial_job_idx)
 

@@ -34,6 +34,18 @@ class TrialRecord:
     curve: dict[int, float] = field(default_factory=dict)  # objective after each evaluated epoch (Optuna's intermediate values)
     values: list[float] | None = None  # every objective's value, in a study of several (value is the first)
 
+    @property
+    def score(self) -> float:
+        """The value of a trial that has one (complete, or pruned with its last epoch's): the
+        best pick and the plots read only such trials."""
+        if self.value is None:
+            raise ValueError(f"trial {self.number} ({self.state}) has no value")
+        return self.value
+
+    @property
+    def objectives(self) -> list[float]:
+        return self.values or []
+
 
 @dataclass
 class SweepReport:
@@ -54,7 +66,7 @@ class SweepReport:
 
     def best(self) -> TrialRecord | None:
         pick = max if self.direction == "maximize" else min
-        return pick(self.complete, key=lambda t: t.value, default=None)
+        return pick(self.complete, key=lambda t: t.score, default=None)
 
 
 def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
@@ -82,14 +94,16 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
 
 
 def from_job_dirs(sweep_dir: Path) -> SweepReport:
-    """A grid multirun: each numbered job directory's overrides and summary.json."""
+    """A grid multirun: each numbered job directory's overrides and summary.json (as absolute
+    folders, like an Optuna sweep's, however the sweep folder was named)."""
+    sweep_dir = sweep_dir.resolve()
     records = []
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     if not jobs:
         raise DataError(f"{sweep_dir} holds no sweep: no study.json and no numbered job folders; pass a multirun/<date>/<time> directory")
     for job in jobs:
         overrides_file = job / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+        overrides = [str(item) for item in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
         params = dict(item.split("=", 1) for item in overrides if "=" in item and not item.startswith("hydra"))
         params = {key: _number(value) for key, value in params.items()}
         summary_file = job / "summary.json"
@@ -129,7 +143,7 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
         },
     )
     _write_csv(out / "trials.csv", report.trials)
-    plots = [_plot_history(report, out / "optimization_history.png")]
+    plots: list[Path | None] = [_plot_history(report, out / "optimization_history.png")]
     if any(t.curve for t in report.trials):
         plots.append(_plot_curves(report, out / "learning_curves.png"))
     if any(t.values for t in report.trials):
@@ -173,10 +187,10 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     done = sorted(report.complete, key=lambda t: t.number)
     if done:
-        axis.scatter([t.number for t in done], [100 * t.value for t in done], label="trial accuracy")
-        running, best = [], done[0].value
+        axis.scatter([t.number for t in done], [100 * t.score for t in done], label="trial accuracy")
+        running, best = [], done[0].score
         for t in done:
-            best = report.better(best, t.value)
+            best = report.better(best, t.score)
             running.append(100 * best)
         axis.step([t.number for t in done], running, where="post", color="tab:red", label="best so far")
     failed = [t for t in report.trials if t.state == "FAIL"]
@@ -184,7 +198,7 @@ def _plot_history(report: SweepReport, path: Path) -> Path:
         axis.scatter([t.number for t in failed], [0] * len(failed), marker="x", color="black", label="failed")
     pruned = [t for t in report.trials if t.state == "PRUNED" and t.value is not None]
     if pruned:
-        axis.scatter([t.number for t in pruned], [100 * t.value for t in pruned], marker="v", color="grey", label="pruned (at its last epoch)")
+        axis.scatter([t.number for t in pruned], [100 * t.score for t in pruned], marker="v", color="grey", label="pruned (at its last epoch)")
     axis.set(xlabel="trial", ylabel="final eval accuracy (%)", title="optimisation history")
     axis.grid(alpha=0.3)
     _legend(axis)
@@ -213,12 +227,12 @@ def _plot_pareto(report: SweepReport, path: Path) -> Path:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     done = [t for t in report.complete if t.values]
-    axis.scatter([t.values[1] for t in done], [100 * t.values[0] for t in done], color="tab:grey", label="trial")
-    front = sorted((t for t in done if t.number in report.pareto), key=lambda t: t.values[1])
+    axis.scatter([t.objectives[1] for t in done], [100 * t.objectives[0] for t in done], color="tab:grey", label="trial")
+    front = sorted((t for t in done if t.number in report.pareto), key=lambda t: t.objectives[1])
     if front:
-        axis.plot([t.values[1] for t in front], [100 * t.values[0] for t in front], marker="o", color="tab:red", label="Pareto front")
+        axis.plot([t.objectives[1] for t in front], [100 * t.objectives[0] for t in front], marker="o", color="tab:red", label="Pareto front")
         for t in front:
-            axis.annotate(str(t.number), (t.values[1], 100 * t.values[0]), textcoords="offset points", xytext=(4, 4))
+            axis.annotate(str(t.number), (t.objectives[1], 100 * t.objectives[0]), textcoords="offset points", xytext=(4, 4))
     axis.set(xlabel="second objective (training seconds or epochs)", ylabel="final eval accuracy (%)", title="Pareto front")
     axis.grid(alpha=0.3)
     _legend(axis)
@@ -230,7 +244,7 @@ def _plot_lr_wd(report: SweepReport, path: Path) -> Path | None:
     done = [t for t in report.complete if LR_KEY in t.params and WD_KEY in t.params]
     figure, axis = plt.subplots(figsize=(7, 4.5))
     if done:
-        points = axis.scatter([t.params[LR_KEY] for t in done], [t.params[WD_KEY] for t in done], c=[100 * t.value for t in done], cmap="viridis", s=60)
+        points = axis.scatter([t.params[LR_KEY] for t in done], [t.params[WD_KEY] for t in done], c=[100 * t.score for t in done], cmap="viridis", s=60)
         figure.colorbar(points, ax=axis, label="final eval accuracy (%)")
     failed = [t for t in report.trials if t.state == "FAIL" and LR_KEY in t.params]
     if failed:
@@ -268,9 +282,9 @@ def _plot_accuracy_vs_lr(report: SweepReport, path: Path) -> Path | None:
         return None
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    axis.scatter([t.params[LR_KEY] for t in done], [100 * t.value for t in done], s=60)
+    axis.scatter([t.params[LR_KEY] for t in done], [100 * t.score for t in done], s=60)
     for t in done:
-        axis.annotate(str(t.number), (t.params[LR_KEY], 100 * t.value), textcoords="offset points", xytext=(4, 4))
+        axis.annotate(str(t.number), (t.params[LR_KEY], 100 * t.score), textcoords="offset points", xytext=(4, 4))
     axis.set(xscale="log", xlabel="max_lr", ylabel="final eval accuracy (%)", title="accuracy vs max_lr")
     axis.grid(alpha=0.3, which="both")
     return _save(figure, path)

@@ -10,9 +10,9 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
-from resnet_lab.config.schema import LoggerConfig, LoggerKind
+from resnet_lab.config.schema import LoggerConfig, WandbConfig, WandbMode
 from resnet_lab.job import JobContext
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class Tracker:
 
     @classmethod
     def start(cls, cfg: LoggerConfig, run_dir: Path, config: dict, job_type: str, name: str, group: str | None) -> "Tracker":
-        if cfg.kind == LoggerKind.none:
+        if not isinstance(cfg, WandbConfig):  # logger=none
             return cls()
         try:
             import wandb
@@ -50,7 +50,7 @@ class Tracker:
             run = wandb.init(
                 project=cfg.project,
                 entity=cfg.entity,
-                mode=cfg.mode,
+                mode=cast(WandbMode, cfg.mode),  # one of WANDB_MODES: validated
                 dir=str(run_dir),
                 config=config,
                 job_type=job_type,

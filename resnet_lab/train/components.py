@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import OmegaConf
 from torch import nn
 
 from resnet_lab.augment import build_augment
 from resnet_lab.config import ConfigError, RunConfig
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import AUTO
 from resnet_lab.config.targets import build
 from resnet_lab.data import DeviceLoader, resident_splits
@@ -57,7 +57,7 @@ def build_components(run: RunConfig, slot: tuple[int, int] | None = None) -> Com
     compiled = None
     if mode is not None and world is None:
         identity = {
-            "model": OmegaConf.to_container(run.composed.model, resolve=True),
+            "model": plain_dict(run.composed.model),
             "classes": num_classes,
             "device": str(device),
             "channels_last": channels_last,

@@ -7,7 +7,7 @@ import math
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -237,7 +237,7 @@ class Trainer:
                 logits = tta_logits(self.eval_model, images, tta)
             yield logits, labels
 
-    def fit(self, epochs: int, callbacks: list[EpochCallback] = ()) -> list[EpochMetrics]:
+    def fit(self, epochs: int, callbacks: Sequence[EpochCallback] = ()) -> list[EpochMetrics]:
         """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""
         for epoch in range(len(self.history) + 1, epochs + 1):
             train_loss, train_acc, seconds, lr = self.train_epoch(epoch, epochs)

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab.config import RunConfig
 from resnet_lab.config.schema import Objective
@@ -51,6 +51,7 @@ def build_trainer(run: RunConfig, parts: Components | None = None, max_lr: float
     peak = float(run.scheduler.max_lr if max_lr is None else max_lr)
     optimizer = build_optimizer(run.composed.optimizer, parts.model, lr=peak, batch_size=run.data.batch_size)
     schedule_cfg = OmegaConf.merge(run.composed.scheduler, {"max_lr": peak})
+    assert isinstance(schedule_cfg, DictConfig)  # a mapping merged with a mapping
     scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs)
     settings = run.trainer
     options = LoopOptions(
@@ -131,10 +132,10 @@ def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resu
     parts = build_components(run, job.slot)
     max_lr, max_lr_source = resolve_max_lr(run, parts, job.run_dir)
     trainer, classes, eval_name = build_trainer(run, parts, max_lr)
-    if run.explain.enabled:  # a wrong GradCAM layer is refused before training, not after it
-        target_layer(trainer.model, target_layer_name(trainer.model, run.explain.target_layer))
+    if run.gallery is not None:  # a wrong GradCAM layer is refused before training, not after it
+        target_layer(trainer.model, target_layer_name(trainer.model, run.gallery.target_layer))
     if main:
-        check_writable(job.run_dir / "checkpoints", run_footprint_bytes(trainer, tracked=tracker.active, explained=run.explain.enabled))
+        check_writable(job.run_dir / "checkpoints", run_footprint_bytes(trainer, tracked=tracker.active, explained=run.gallery is not None))
     resumed_from = None
     if resume is not None:
         path, state = resume
@@ -232,8 +233,8 @@ def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: lis
     """summary.json, curves, the GradCAM gallery and the tracker's copies; returns the objective."""
     trainer, classes, eval_name, run_dir = prepared.trainer, prepared.classes, prepared.eval_name, job.run_dir
     summary = _write_summary(run, job, prepared, history, tracker, started)
-    if run.explain.enabled:
-        cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, run.explain, run_dir)
+    if run.gallery is not None:
+        cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, run.gallery, run_dir)
         tracker.log_table(
             "misclassified_gradcam",
             ["image", "gradcam_overlay", "predicted", "true", "confidence"],

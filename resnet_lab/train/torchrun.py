@@ -90,4 +90,4 @@ def _share_start_time(current: World) -> None:
         def now(cls, tz=None):  # type: ignore[override]
             return started
 
-    hydra.core.utils.datetime = StartedClock
+    hydra.core.utils.datetime = StartedClock  # type: ignore[misc]  # replacing the class Hydra reads is the point
