@@ -80,6 +80,7 @@ BAD_RANGES = [
     ("optimizer.momentum=1.2", "optimizer.momentum=1.2"),
     ("data.val_fraction=1.0", "data.val_fraction=1.0"),
     ("trainer.ema_lookahead=true", "trainer.ema_lookahead"),
+    ("data.format=image_folder", "data.format='image_folder'"),  # the format belongs to the data option (here cifar10)
 ]
 
 
