@@ -79,6 +79,9 @@ def _set_lr(optimizer: Optimizer, lr: float) -> None:
         group["lr"] = group["initial_lr"] = lr * GroupSpec.of(group).lr_scale
 
 
-def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:
-    factory = build(plain_dict(cfg))
-    return factory(optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)
+def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float | None = None) -> LRScheduler:
+    """`max_lr`, when given, replaces the config's (a value the LR range test chose)."""
+    options = plain_dict(cfg)
+    if max_lr is not None:
+        options["max_lr"] = max_lr
+    return build(options)(optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)

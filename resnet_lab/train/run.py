@@ -17,7 +17,6 @@ from typing import Iterator
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
 
 from resnet_lab.config import RunConfig
 from resnet_lab.config.schema import Objective
@@ -50,9 +49,7 @@ def build_trainer(run: RunConfig, parts: Components | None = None, max_lr: float
     parts = parts or build_components(run)
     peak = float(run.scheduler.max_lr if max_lr is None else max_lr)
     optimizer = build_optimizer(run.composed.optimizer, parts.model, lr=peak, batch_size=run.data.batch_size)
-    schedule_cfg = OmegaConf.merge(run.composed.scheduler, {"max_lr": peak})
-    assert isinstance(schedule_cfg, DictConfig)  # a mapping merged with a mapping
-    scheduler = build_scheduler(schedule_cfg, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs)
+    scheduler = build_scheduler(run.composed.scheduler, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs, max_lr=peak)
     settings = run.trainer
     options = LoopOptions(
         label_smoothing=settings.label_smoothing,
