@@ -8,7 +8,6 @@ still gets Hydra's full traceback.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -21,19 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_lab import CONF_DIR
 from resnet_lab.config.groups_help import groups_help
 from resnet_lab.config.targets import TRUSTED_TARGETS
-from resnet_lab.errors import ResnetLabError
+from resnet_lab.errors import Reported, ResnetLabError
 from resnet_lab.messages import one_line
+from resnet_lab.secrets import mask_secrets
 
 EXIT_USAGE = 2
-
-
-class _ReportedInRun(BaseException):
-    """Carries a single run's user error past Hydra's job-failure report to `run_app`, which
-    prints it as the only line (in a multirun the error stays an Exception: the sweep goes on)."""
-
-    def __init__(self, error: ResnetLabError) -> None:
-        super().__init__()
-        self.error = error
 
 
 def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
@@ -55,7 +46,7 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
             if HydraConfig.get().mode == RunMode.RUN and not wants_traceback:
                 if error.refusal:
                     _discard_untouched_run_dir()
-                raise _ReportedInRun(error) from error
+                raise Reported(error) from error
             raise
 
     try:
@@ -67,14 +58,15 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
             raise
         print("interrupted", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 130))
-    except _ReportedInRun as reported:
-        print(f"error: {one_line(reported.error)}", file=sys.stderr)
+    except Reported as reported:
+        print(f"error: {mask_secrets(one_line(reported.error))}", file=sys.stderr)
         sys.exit(reported.error.exit_code)
     except Exception as error:
         if wants_traceback:
             raise
         hint = "" if isinstance(error, ResnetLabError) or _is_config_problem(error) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
-        print(f"error: {one_line(error)}{hint}", file=sys.stderr)
+        # Hydra's parser echoes a faulty override whole: a password typed into it is masked.
+        print(f"error: {mask_secrets(one_line(error))}{hint}", file=sys.stderr)
         sys.exit(error.exit_code if isinstance(error, ResnetLabError) else EXIT_USAGE)
 
 
@@ -82,15 +74,10 @@ def _discard_untouched_run_dir() -> None:
     """A refused run leaves nothing behind. Hydra makes the run folder (its .hydra/ and log)
     before the task starts; when the refusal came before anything else was written there, the
     folder goes again, with any parents it left empty (outputs/<date>/)."""
+    from resnet_lab.run_folder import discard_untouched
+
     hydra_cfg = HydraConfig.get()
-    run_dir, stop = Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.runtime.cwd)
-    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {".hydra", f"{hydra_cfg.job.name}.log"}:
-        return
-    shutil.rmtree(run_dir)
-    for parent in run_dir.parents:
-        if parent == stop or not parent.is_relative_to(stop) or any(parent.iterdir()):
-            break
-        parent.rmdir()
+    discard_untouched(Path(hydra_cfg.runtime.output_dir), f"{hydra_cfg.job.name}.log", Path(hydra_cfg.runtime.cwd))
 
 
 def _unsupported_rerun(args: list[str]) -> str | None:

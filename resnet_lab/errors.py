@@ -69,3 +69,14 @@ class TrialPruned(ResnetLabError):
     def __reduce__(self) -> tuple[type, tuple[int, float]]:
         # A job in a joblib, submitit or Ray worker hands its exception back pickled.
         return TrialPruned, (self.epoch, self.value)
+
+
+class Reported(BaseException):
+    """Carries a user error past Hydra to the entry point, which prints it as the only line.
+    Hydra reports a failed single run at length and turns a callback's Exception into a warning
+    and carries on; a BaseException passes both (in a multirun, a job's error stays an Exception:
+    the sweep goes on)."""
+
+    def __init__(self, error: ResnetLabError) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -151,19 +151,25 @@ def track(run, out: Path, what: dict, results: dict[str, Scores]) -> None:
 def recorded_accuracy(checkpoint: Path) -> dict | None:
     """What the run recorded at its end (its summary.json), to set beside the evaluation of its
     final weights (last.pt; best.pt's weights were scored at an earlier epoch)."""
+    from resnet_lab.errors import DataError
     from resnet_lab.train.checkpoint import LAST, run_dir_of
 
     summary = run_dir_of(checkpoint) / "summary.json"
     if checkpoint.name != LAST or not summary.is_file():
         return None
-    final = json.loads(summary.read_text())["final"]
-    return {"eval_acc": final["eval_acc"], "tta_acc": final.get("tta_acc")}
+    try:
+        final = json.loads(summary.read_text())["final"]
+        return {"eval_acc": float(final["eval_acc"]), "tta_acc": None if final.get("tta_acc") is None else float(final["tta_acc"])}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{summary} is damaged ({type(error).__name__}: {error}); the run's recorded accuracy cannot be read") from None
 
 
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
     from resnet_lab.reproduce import run_location
+    from resnet_lab.run_folder import claim_output_folder, discard_if_empty
+    from resnet_lab.train.checkpoint import resolve_checkpoint
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -184,11 +190,17 @@ def main(argv: list[str] | None = None) -> None:
     out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
         location = run_location(args[0], best)
-        run, what, results = evaluate(location, extra)
+        recorded = recorded_accuracy(resolve_checkpoint(location))  # every input is read before the work starts
+        out = claim_output_folder(out)
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
-    recorded = recorded_accuracy(Path(what["checkpoint"]))
+    try:
+        run, what, results = evaluate(location, extra)
+    except ResnetLabError as error:
+        discard_if_empty(out)
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
     write_outputs(out, what, results, recorded)
     track(run, out, what, results)
     for mode, result in results.items():

@@ -47,7 +47,7 @@ class JobContext:
 
     def resume_command(self) -> str:
         """The command that continues this run in its folder with the same settings."""
-        kept = [o for o in self.overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
+        kept = [o for o in self.overrides if not o.startswith(("trainer.resume=", "trainer.overwrite=", "hydra.run.dir="))]
         return " ".join(["python -m resnet_lab.train", *kept, "trainer.resume=true", f"hydra.run.dir={self.run_dir}"])
 
 

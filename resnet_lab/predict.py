@@ -22,19 +22,28 @@ BATCH = 256
 
 
 def image_files(paths: list[Path]) -> list[Path]:
+    """The image files to read; entries of a folder that are not regular files are skipped by
+    name. Only regular files are ever opened: a FIFO or a device would block a read for ever."""
     from resnet_lab.errors import DataError
 
     files: list[Path] = []
+    others: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS)
+            files += [p for p in found if p.is_file()]
+            others += [p for p in found if not p.is_file() and not p.is_dir()]
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise DataError(f"{path} is not a regular file (a pipe, socket or device); pass image files or folders of images")
         else:
             raise DataError(f"{path} does not exist; pass image files or folders of images")
+    for path in others:
+        print(f"skipped (not a regular file): {path}", file=sys.stderr)
     if not files:
         raise DataError(f"no {'/'.join(EXTENSIONS)} images in {', '.join(map(str, paths))}")
-    return files
+    return list(dict.fromkeys(files))  # a file named twice (itself and in its folder) is read once
 
 
 def load_model(location: Path):
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import DataError, ResnetLabError
     from resnet_lab.messages import one_line
     from resnet_lab.reproduce import run_location
+    from resnet_lab.run_folder import claim_output_folder, discard_if_empty
 
     parser = argparse.ArgumentParser(prog="python -m resnet_lab.predict", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run directory, a checkpoint .pt file, a W&B run or model artifact folder, or a sweep folder with --best")
@@ -133,16 +143,24 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--top must be >= 1, got {args.top}")
     out = args.out or Path("outputs") / "predict" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
+        out = claim_output_folder(out)
+    except ResnetLabError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    try:
         results, skipped = predict(run_location(str(args.run), args.best), args.paths, args.top)
         if not results:
             raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
     except ResnetLabError as error:
+        discard_if_empty(out)
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
-    out.mkdir(parents=True, exist_ok=True)
+    ranks = len(results[0][1])  # --top is capped at the number of classes
+    if ranks < args.top:
+        print(f"--top {args.top} is more than the run's {ranks} classes: all {ranks} are listed")
     with open(out / "predictions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", *[f"{kind}_{rank}" for rank in range(1, args.top + 1) for kind in ("class", "probability")]])
+        writer.writerow(["file", *[f"{kind}_{rank}" for rank in range(1, ranks + 1) for kind in ("class", "probability")]])
         for path, ranked in results:
             writer.writerow([path, *[value for name, p in ranked for value in (name, f"{p:.4f}")]])
     width = max(len(str(path)) for path, _ in results)

@@ -9,6 +9,7 @@ location is a sweep directory (grid or Optuna) and its best complete trial is re
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from dataclasses import fields
@@ -24,27 +25,98 @@ from resnet_lab.errors import DataError, ResnetLabError
 
 # Keys of a saved config that describe where it came from rather than what it trains.
 NOT_REPLAYED = ("resume_from", "reproduced_from", "hparams_search", "overrides", "hydra")
+# Settings that are the reader's to choose: where outputs go, and what to do with an existing run.
+READERS_CHOICE = ("data.cache_dir", "trainer.resume", "trainer.overwrite")
 METRICS = ("train_loss", "train_acc", "eval_loss", "eval_acc")
 
 
 def _from_hydra_dir(run_dir: Path) -> tuple[dict, dict[str, str]]:
+    """The config as saved, unresolved: resolving it here would read the reader's environment."""
     try:
-        config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)
-        choices = dict(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices)
+        config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+        choices = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices, resolve=False)
     except Exception as error:
         raise DataError(f"the saved config in {run_dir / '.hydra'} is damaged ({type(error).__name__}: {error})") from error
-    if not isinstance(config, dict):
+    if not isinstance(config, dict) or not isinstance(choices, dict):
         raise DataError(f"{run_dir / '.hydra' / 'config.yaml'} is not a run config")
-    return config, {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+    return config, {str(k): v for k, v in choices.items() if not str(k).startswith("hydra") and v is not None}
+
+
+def _project_interpolations() -> set[str]:
+    """Interpolations the project's own options write (logger.mode reads WANDB_MODE): in a saved
+    config they stand for the project default, which the reader's own config supplies."""
+    from resnet_lab import CONF_DIR
+
+    found: set[str] = set()
+    for path in CONF_DIR.glob("*/*.yaml"):
+        found |= {value for _, value in _leaf_items("", plain_dict(OmegaConf.load(path), resolve=False)) if isinstance(value, str) and "${" in value}
+    return found
+
+
+def _leaf_items(prefix: str, node: Any) -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [item for key, value in node.items() for item in _leaf_items(f"{prefix}.{key}" if prefix else str(key), value)]
+    if isinstance(node, list):
+        return [item for index, value in enumerate(node) for item in _leaf_items(f"{prefix}[{index}]", value)]
+    return [(prefix, node)]
+
+
+def checked_shared_config(config: dict, choices: dict[str, str] | None, source: str) -> tuple[dict, dict[str, str] | None]:
+    """A saved config is someone else's file: it may not pull values from the reader's environment
+    (an `${oc.env:...}` or any other interpolation, refused with its key unless it is the
+    project's own default, which is then left to the reader's config), name code to run outside
+    the project's allow-list, or choose a group option that does not exist. Returns the config
+    without the project-default interpolations."""
+    from fnmatch import fnmatch
+
+    from resnet_lab import CONF_DIR
+    from resnet_lab.config.targets import TRUSTED_TARGETS
+
+    defaults = _project_interpolations()
+    kept = copy.deepcopy(config)
+    for key, value in _leaf_items("", config):
+        if isinstance(value, str) and "${" in value:
+            if value not in defaults:
+                raise DataError(
+                    f"{source}: {key}={value!r} reads a value through an interpolation, which would be resolved from your environment; "
+                    "a shared config must hold plain values (edit the file, or set the key yourself as an override)"
+                )
+            _drop(kept, key)
+        if key.endswith("._target_") and not any(fnmatch(str(value), pattern) for pattern in TRUSTED_TARGETS):
+            raise DataError(f"{source}: {key}={value!r} names code outside resnet_lab's allow-list ({', '.join(TRUSTED_TARGETS)})")
+    for group, option in (choices or {}).items():
+        folder = CONF_DIR / group
+        if group in (*GROUPS, "experiment") and not (isinstance(option, str) and option.isidentifier() and (folder / f"{option}.yaml").is_file()):
+            options = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+            raise DataError(f"{source}: the saved choice {group}={option!r} is not an option of {group} ({options})")
+    return kept, choices
+
+
+def _drop(config: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node.pop(leaf, None)
 
 
 def load_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]:
-    """(config, group choices when known, what it was read from)."""
+    """(config, group choices when known, what it was read from), checked as a shared file."""
+    config, choices, source = _read_saved_config(location)
+    if not isinstance(config, dict):
+        raise DataError(f"{source} holds no run config (found {type(config).__name__})")
+    config, choices = checked_shared_config(config, choices, source)
+    return config, choices, source
+
+
+def _read_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str]:
     from resnet_lab.track.offline_run import find_transaction_log, read_offline_run
     from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint
 
     if not location.exists():
         raise DataError(f"{location} does not exist; pass a run directory, a checkpoint .pt file or a W&B run directory")
+    if not location.is_dir() and not location.is_file():
+        raise DataError(f"{location} is not a regular file or a folder; pass a run directory, a checkpoint .pt file or a W&B run directory")
     if location.is_file():
         return load_checkpoint(location)["config"], None, f"checkpoint {location}"
     if (location / ".hydra" / "config.yaml").is_file():
@@ -140,14 +212,18 @@ def overrides_for(config: dict, choices: dict[str, str] | None) -> list[str]:
             # Runs saved before the options had schemas of their own carry keys their option never
             # used (data.download with image_folder, logger.mode with none): those are not replayed.
             known = {f.name for f in fields(SCHEMAS[key][options[key]])}
-            value = {k: v for k, v in value.items() if k in known}
+            value = {k: v for k, v in value.items() if k in known and f"{key}.{k}" not in READERS_CHOICE}
         result += _leaves(key, value)
     return result
 
 
 def final_metrics(run_dir: Path) -> dict[str, float]:
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return {**{key: summary["final"][key] for key in METRICS}, "best_eval_acc": summary["best_eval_acc"]}
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+        return {**{key: float(summary["final"][key]) for key in METRICS}, "best_eval_acc": float(summary["best_eval_acc"])}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path} is damaged ({type(error).__name__}: {error}); the run's metrics cannot be read") from None
 
 
 def original_metrics(location: Path) -> dict[str, float] | None:
@@ -189,17 +265,30 @@ def main(argv: list[str] | None = None) -> None:
         location = run_location(args[0], best)
         config, choices, source = load_saved_config(location)
         overrides = without_regrouped(overrides_for(config, choices), extra)
+        original = original_metrics(location)  # read now: nothing of the original is read after the rerun
+        new_dir = run_dir_override(extra, location)
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
-    new_dir = next((o.split("=", 1)[1] for o in extra if o.startswith("hydra.run.dir=")), None)
     if new_dir is None:
         new_dir = str(Path("outputs") / "reproduce" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
         extra.append(f"hydra.run.dir={new_dir}")
     print(f"reproducing {location} from {source} into {new_dir}")
     sys.argv = ["resnet_lab.train", *overrides, f"reproduced_from={_quote(str(location))}", *extra]
     run_app(train, config_name="train")
-    print(comparison_table(original_metrics(location), final_metrics(Path(new_dir))))
+    print(comparison_table(original, final_metrics(Path(new_dir))))
+
+
+def run_dir_override(extra: list[str], location: Path) -> str | None:
+    """The rerun's folder named on the command line; never the run being reproduced (nor a folder
+    inside it), which is the one copy the rerun is compared with."""
+    from resnet_lab.errors import ConfigError
+
+    new_dir = next((o.split("=", 1)[1] for o in extra if o.startswith("hydra.run.dir=")), None)
+    original = location.parent.parent if location.is_file() and location.parent.name == "checkpoints" else location
+    if new_dir is not None and Path(new_dir).expanduser().absolute().resolve().is_relative_to(original.resolve()):
+        raise ConfigError(f"hydra.run.dir={new_dir} is the run being reproduced; a rerun goes into a folder of its own (drop hydra.run.dir or name a new one)")
+    return new_dir
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import optuna
 
+from resnet_lab.errors import ConfigError
+from resnet_lab.messages import one_line
+from resnet_lab.secrets import mask_secrets
+
 JOURNAL_PREFIX = "journal:///"
+CONNECT_TIMEOUT_S = 2
 
 
 def absolute_storage(storage: str | None) -> str | None:
@@ -16,9 +21,20 @@ def absolute_storage(storage: str | None) -> str | None:
     for prefix in ("sqlite:///", JOURNAL_PREFIX):
         if storage and storage.startswith(prefix):
             path = Path(storage[len(prefix) :]).expanduser().resolve()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(f"hydra.sweeper.storage={storage}: cannot create {path.parent} ({error.strerror or error})") from None
             return f"{prefix}{path}"
     return storage
+
+
+def storage_file(url: str | None) -> Path | None:
+    """The file of a SQLite or journal URL; None for other storages."""
+    for prefix in ("sqlite:///", JOURNAL_PREFIX):
+        if url and url.startswith(prefix):
+            return Path(url[len(prefix) :])
+    return None
 
 
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
@@ -29,22 +45,33 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     together race to create a new database's tables; the loser retries."""
     if url is None:
         return optuna.storages.InMemoryStorage()
-    if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend
+    try:
+        if url.startswith(JOURNAL_PREFIX):
+            from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
+            return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
+        return _database(url)
+    except Exception as error:  # noqa: BLE001 - whatever the driver says, the user reads one line
+        raise ConfigError(f"hydra.sweeper.storage={mask_secrets(url)} cannot be opened: {mask_secrets(one_line(error))}") from None
+
+
+def _database(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage; a server that does not answer is reported within CONNECT_TIMEOUT_S. Only a
+    race between workers creating the same tables (or a locked SQLite file) is retried."""
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     for attempt in range(1, 10):
         try:
-            return _database(url, engine)
-        except (IntegrityError, OperationalError):
+            return _rdb(url, engine)
+        except (IntegrityError, OperationalError) as error:
+            if isinstance(error, OperationalError) and not any(word in str(error) for word in ("already exists", "locked")):
+                raise
             time.sleep(0.2 * attempt)
-    return _database(url, engine)
+    return _rdb(url, engine)
 
 
-def _database(url: str, engine: dict) -> optuna.storages.BaseStorage:
+def _rdb(url: str, engine: dict) -> optuna.storages.BaseStorage:
     # Wrapped once here: every study object of this process then shares one cache; a separate
     # cache per load_study goes stale ("Record does not exist").
     return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=engine))

@@ -78,9 +78,6 @@ def fuzz_root(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("fuzz") / "im", train_per_class=8, test_per_class=4)
 
 
-OUTCOMES = {"rejected": 0, "trained": 0}
-
-
 # The default profile replays the same 60 cases on every run, so CI cannot turn red by chance;
 # HYPOTHESIS_PROFILE=explore draws 2,000 fresh ones when hunting for new failures.
 settings.register_profile("default", max_examples=60, derandomize=True)
@@ -88,25 +85,27 @@ settings.register_profile("explore", max_examples=2000, derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(overrides=override_lists())
-def test_fuzzed_overrides_compose_and_train_or_fail_in_one_line(fuzz_root, overrides):
-    base = ["data=image_folder", f"data.root={fuzz_root}", *TINY]
-    try:
-        run = validate(compose_config([*base, *overrides]))
-        trainer, _, _ = build_trainer(run)
-        trainer.train_epoch(1, run.trainer.epochs)
-    except (ConfigError, HydraException, OmegaConfBaseException) as error:
-        message = one_line(error)
-        assert message and "\n" not in message and "Traceback" not in message
-        OUTCOMES["rejected"] += 1
-        return
-    OUTCOMES["trained"] += 1
+def test_fuzzed_overrides_compose_and_train_or_fail_in_one_line(fuzz_root):
+    """Every fuzzed case trains a step or is refused in one line; and the cases exercise both
+    outcomes, counted within this test (a fuzzer that only ever rejects, or accepts, proves little)."""
+    outcomes = {"rejected": 0, "trained": 0}
 
+    @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(overrides=override_lists())
+    def case(overrides):
+        base = ["data=image_folder", f"data.root={fuzz_root}", *TINY]
+        try:
+            run = validate(compose_config([*base, *overrides]))
+            trainer, _, _ = build_trainer(run)
+            trainer.train_epoch(1, run.trainer.epochs)
+        except (ConfigError, HydraException, OmegaConfBaseException) as error:
+            message = one_line(error)
+            assert message and "\n" not in message and "Traceback" not in message
+            outcomes["rejected"] += 1
+            return
+        outcomes["trained"] += 1
 
-def test_fuzzing_exercised_both_outcomes():
-    """Runs after the property test: a fuzzer that only ever rejects (or accepts) proves little."""
-    # Most fuzzed lists hold a junk value somewhere, so trained cases are the rarer kind; the replayed
-    # 60 cases give 6 of them with this test's code (the draw follows the test's source).
-    assert OUTCOMES["rejected"] >= 10 and OUTCOMES["trained"] >= 5, OUTCOMES
-    print(f"fuzzed configurations: {sum(OUTCOMES.values())} ({OUTCOMES})")
+    case()
+    # Most fuzzed lists hold a junk value somewhere, so trained cases are the rarer kind.
+    assert outcomes["rejected"] >= 10 and outcomes["trained"] >= 5, outcomes
+    print(f"fuzzed configurations: {sum(outcomes.values())} ({outcomes})")

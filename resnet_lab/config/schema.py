@@ -11,7 +11,8 @@ reads (conf/<group>/<option>.yaml), so a field here is MISSING and the option mu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from typing import Any, List, Literal, Optional, Union, get_args
 
@@ -300,6 +301,9 @@ class ConstantConfig(SchedulerConfig):
     """max_lr throughout."""
 
 
+MAX_EPOCHS = 10_000  # far beyond any CIFAR-sized recipe: a larger number is a typo
+
+
 @dataclass
 class TrainerConfig:
     device: Device = MISSING
@@ -311,6 +315,7 @@ class TrainerConfig:
     seed: int = MISSING
     deterministic: bool = MISSING
     resume: bool = MISSING
+    overwrite: bool = MISSING
     resume_fallback_best: bool = MISSING
     progress: bool = MISSING
     strategy: Strategy = MISSING
@@ -329,12 +334,16 @@ class TrainerConfig:
         if self.ema_decay is not None:
             require(0.0 < self.ema_decay < 1.0, f"{key}.ema_decay", self.ema_decay, "null (off) or a value in (0, 1)")
         require(self.ema_every >= 1, f"{key}.ema_every", self.ema_every, "an integer >= 1")
-        require(self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
+        require(1 <= self.epochs <= MAX_EPOCHS, f"{key}.epochs", self.epochs, f"an integer in [1, {MAX_EPOCHS}]")
         require(self.eval_every >= 0, f"{key}.eval_every", self.eval_every, "an integer >= 0 (0: only after the last epoch)")
         require(0.0 <= self.label_smoothing < 1.0, f"{key}.label_smoothing", self.label_smoothing, "a value in [0, 1)")
         if self.grad_clip is not None:
             _positive(f"{key}.grad_clip", self.grad_clip)
         require(self.seed >= 0, f"{key}.seed", self.seed, "an integer >= 0")
+        if self.overwrite:
+            require(
+                not self.resume, f"{key}.overwrite", self.overwrite, "false with trainer.resume=true (resume continues the run that overwrite would replace)"
+            )
 
 
 class StepMode(str, Enum):
@@ -570,6 +579,18 @@ class RunConfig:
         return plain_dict(self.composed, enum_to_str=True)
 
 
+def _require_finite(key: str, value: Any) -> None:
+    """No setting may be NaN or infinite (scheduler.max_lr=inf would train one step and diverge)."""
+    if isinstance(value, float):
+        require(math.isfinite(value), key, value, "a finite number")
+    elif isinstance(value, list):
+        for item in value:
+            _require_finite(key, item)
+    elif is_dataclass(value):
+        for field in fields(value):
+            _require_finite(f"{key}.{field.name}", getattr(value, field.name))
+
+
 def validate(cfg: DictConfig) -> RunConfig:
     """Check every group's ranges and cross-key rules; returns the typed config."""
     known = GROUPS + tuple(OPTIONAL_SCHEMAS) + TOP_LEVEL_KEYS
@@ -585,9 +606,13 @@ def validate(cfg: DictConfig) -> RunConfig:
             raise ConfigError(f"{group}: this option has no schema; start from one of: {', '.join({**SCHEMAS, **OPTIONAL_SCHEMAS}[group])}")
         node.check(group)
         typed[group] = node
+    for group, node in typed.items():
+        _require_finite(group, node)
     size = typed["data"].image_size
     padding = typed["augmentation"].crop_padding
     require(padding < size, "augmentation.crop_padding", padding, f"an integer below data.image_size={size}")
+    cutout = typed["augmentation"].cutout_size
+    require(cutout <= size, "augmentation.cutout_size", cutout, f"an integer up to data.image_size={size}")
     typed.setdefault("hparams_search", None)
     return RunConfig(**typed, resume_from=cfg.get("resume_from"), reproduced_from=cfg.get("reproduced_from"), composed=cfg)
 

@@ -14,6 +14,7 @@ contact sheet, gradcam_sheet.png. Outputs go to outputs/explain/<date>/<time> or
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -25,50 +26,81 @@ def gallery(location: Path, overrides: list[str], out: Path) -> str:
 
     chosen = [] if any(o.startswith("explain=") for o in overrides) else ["explain=gradcam"]
     run, trainer, classes, eval_name, _, _ = rebuild(location, [*chosen, *overrides])
-    out.mkdir(parents=True, exist_ok=True)
     cells = explain_misclassified(trainer.model, trainer.eval_loader, classes, run.explain, out)
     return f"{len(cells)} misclassified {eval_name} images explained"
 
 
+SHEET_IMAGES = 48  # a contact sheet larger than this is too tall to open; each image has its own PNG
+BATCH = 64
+
+
 def own_images(location: Path, paths: list[Path], class_name: str | None, out: Path) -> str:
+    """GradCAM of each image file, in batches: one PNG per image, named after its file (with its
+    folders when two files share a name), and a contact sheet of the first SHEET_IMAGES."""
     import torch
 
     from resnet_lab.errors import DataError
-    from resnet_lab.explain.gradcam import GalleryCell, overlays, plot_gallery, target_layer_name
+    from resnet_lab.explain.gradcam import GalleryCell, overlays, plot_gallery, save_pair, target_layer_name
     from resnet_lab.predict import image_files, load_model, normalise, read_image
 
     model, classes, run = load_model(location)
     if class_name is not None and class_name not in classes:
         raise DataError(f"--class {class_name} is not one of the run's classes: {', '.join(classes)}")
     files = image_files(paths)
-    read = [(path, read_image(path, run.data.image_size)) for path in files]
-    skipped = [path for path, image in read if image is None]
-    read = [(path, image) for path, image in read if image is not None]
-    if not read:
-        raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
+    names = output_names(files)
     device = next(model.parameters()).device
-    images = torch.stack([image for _, image in read]).to(device).float()
-    normalised = normalise(images, run.data)
-    with torch.no_grad():
-        probabilities = model(normalised).float().softmax(dim=1)
-    targets = [classes.index(class_name)] * len(read) if class_name else probabilities.argmax(dim=1).tolist()
     layer = target_layer_name(model, getattr(run.explain, "target_layer", None))
-    blended = overlays(model, layer, images, normalised, targets)
-    raw = images.permute(0, 2, 3, 1).round().to(torch.uint8).cpu().numpy()
-    cells = [GalleryCell(k, None, classes[t], float(probabilities[k, t]), raw[k], blended[k]) for k, t in enumerate(targets)]
-    out.mkdir(parents=True, exist_ok=True)
-    for (path, _), cell in zip(read, cells):
-        plot_gallery([cell], out / f"{path.stem}_gradcam.png", columns=1)
-    plot_gallery(cells, out / "gradcam_sheet.png", columns=min(6, len(cells)))
+    sheet: list[GalleryCell] = []
+    skipped: list[Path] = []
+    explained = 0
+    for first in range(0, len(files), BATCH):
+        read = [(path, name, read_image(path, run.data.image_size)) for path, name in zip(files[first : first + BATCH], names[first : first + BATCH])]
+        skipped += [path for path, _, image in read if image is None]
+        read = [(path, name, image) for path, name, image in read if image is not None]
+        if not read:
+            continue
+        images = torch.stack([image for _, _, image in read]).to(device).float()
+        normalised = normalise(images, run.data)
+        with torch.no_grad():
+            probabilities = model(normalised).float().softmax(dim=1)
+        targets = [classes.index(class_name)] * len(read) if class_name else probabilities.argmax(dim=1).tolist()
+        blended = overlays(model, layer, images, normalised, targets)
+        raw = images.permute(0, 2, 3, 1).round().to(torch.uint8).cpu().numpy()
+        for k, ((_, name, _), target) in enumerate(zip(read, targets)):
+            cell = GalleryCell(first + k, None, classes[target], float(probabilities[k, target]), raw[k], blended[k], source=name)
+            save_pair(cell, out / f"{name}_gradcam.png")
+            if len(sheet) < SHEET_IMAGES:
+                sheet.append(cell)
+        explained += len(read)
+    if not explained:
+        raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
+    plot_gallery(sheet, out / "gradcam_sheet.png", columns=min(6, len(sheet)))
     for path in skipped:
         print(f"skipped (unreadable): {path}", file=sys.stderr)
-    return f"{len(cells)} images explained ({'class ' + class_name if class_name else 'predicted class'}), {len(skipped)} skipped"
+    if explained > len(sheet):
+        print(f"gradcam_sheet.png shows the first {len(sheet)} of {explained} images; every image has its own <name>_gradcam.png")
+    return f"{explained} images explained ({'class ' + class_name if class_name else 'predicted class'}), {len(skipped)} skipped"
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """A distinct name per file: its stem, or where stems repeat (x.jpg in two folders) its path
+    below the folder the files share, folders joined by '__' (and its suffix kept, if need be)."""
+    stems = [path.stem for path in files]
+    if len(set(stems)) == len(stems):
+        return stems
+    root = Path(os.path.commonpath([str(path.absolute().parent) for path in files]))
+    relative = [path.absolute().relative_to(root) for path in files]
+    names = [str(path.with_suffix("")).replace(os.sep, "__") for path in relative]
+    if len(set(names)) == len(names):
+        return names
+    return [str(path).replace(os.sep, "__") for path in relative]
 
 
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
     from resnet_lab.reproduce import run_location
+    from resnet_lab.run_folder import claim_output_folder, discard_if_empty
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -86,13 +118,20 @@ def main(argv: list[str] | None = None) -> None:
     best = "--best" in args
     if best:
         args.remove("--best")
-    overrides = [a for a in args[1:] if "=" in a]
-    images = [Path(a) for a in args[1:] if "=" not in a]
+    # An argument that names an existing file or folder is an image, even with '=' in its name.
+    images = [Path(a) for a in args[1:] if Path(a).exists() or "=" not in a]
+    overrides = [a for a in args[1:] if not Path(a).exists() and "=" in a]
     out = Path(options.get("--out") or Path("outputs") / "explain" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
+    try:
+        out = claim_output_folder(out)
+    except ResnetLabError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
     try:
         location = run_location(args[0], best)
         done = own_images(location, images, options.get("--class"), out) if images else gallery(location, overrides, out)
     except ResnetLabError as error:
+        discard_if_empty(out)
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
     print(f"{done}; outputs in {out}")

@@ -52,8 +52,8 @@ class SweepReportCallback(Callback):
         from resnet_lab.sweep.report import report_sweep_dir
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir() or (sweep_dir / "study.json").is_file():
-            return  # an Optuna sweep writes its own report from the live study
+        if not (sweep_dir / "multirun.yaml").is_file() or (sweep_dir / "study.json").is_file():
+            return  # refused before it started; or an Optuna sweep, which writes its own report from the live study
         try:
             report_sweep_dir(sweep_dir)
         except Exception as error:

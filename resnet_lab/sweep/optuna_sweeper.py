@@ -38,9 +38,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfig, PrunerKind
-from resnet_lab.errors import ConfigError, TrialPruned
+from resnet_lab.errors import ConfigError, ResnetLabError, TrialPruned
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
+from resnet_lab.run_folder import finished_outputs
 from resnet_lab.secrets import MASK, has_secret, mask_secrets
 from resnet_lab.sweep.report import from_study, write_report
 from resnet_lab.trial import live_trials
@@ -102,10 +103,23 @@ class TrialRecordingLauncher(Launcher):
             _tag(handle, WORKER_ATTR, WORKER)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import optuna
+
         handles: list[optuna.trial.Trial | None] = list(self.pending)
         handles += [None] * (len(job_overrides) - len(handles))
         self.pending = []
         placed = []
+        taken = [h for h in handles if h is not None and finished_outputs(self.sweep_dir / str(h.number))]
+        if taken:
+            for handle in handles:
+                if handle is not None:
+                    _tag(handle, "fail_reason", "not started: its trial folder holds another run")
+                    handle.study.tell(handle, state=optuna.trial.TrialState.FAIL)
+            folder = self.sweep_dir / str(taken[0].number)
+            raise ConfigError(
+                f"trial {taken[0].number}'s folder {folder} holds another run (a study of the same name in another storage?); "
+                "choose another hydra.sweep.dir for this study"
+            )
         for handle, overrides in zip(handles, job_overrides):
             if handle is not None:
                 _tag(handle, "run_dir", str(self.sweep_dir / str(handle.number)))
@@ -155,8 +169,16 @@ class ResumableOptunaSweeper(OptunaSweeper):
         from resnet_lab.study_storage import absolute_storage, open_storage
 
         impl = self.impl
-        self.storage_url = absolute_storage(impl.storage)
-        impl.storage = open_storage(self.storage_url)
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.created_file: Path | None = None
+        try:
+            self.search = _checked_search(config, impl.directions(), impl.storage)
+            self.storage_url = absolute_storage(impl.storage)
+            self.created_file = _new_storage_file(self.storage_url)
+            impl.storage = open_storage(self.storage_url)
+        except ResnetLabError:
+            self._discard_unstarted()
+            raise
         if self.storage_url is not None:
             self.storage_url = mask_secrets(self.storage_url)
         _give_jobs_storage(config, self.storage_url)
@@ -164,24 +186,41 @@ class ResumableOptunaSweeper(OptunaSweeper):
         assert impl.launcher is not None  # the plugin's setup made it
         impl.launcher = impl.recorder = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
 
+    def _discard_unstarted(self) -> None:
+        """A sweep refused before its first trial leaves nothing: the storage file it created and
+        its sweep folder (with parents left empty, up to the working directory) go again."""
+        if self.created_file is not None:
+            self.created_file.unlink(missing_ok=True)
+        stop = Path.cwd()
+        for folder in (self.sweep_dir.absolute(), *self.sweep_dir.absolute().parents):
+            if folder == stop or not folder.is_relative_to(stop) or not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        if self.created_file is not None and self.created_file.parent.is_dir() and not any(self.created_file.parent.iterdir()):
+            self.created_file.parent.rmdir()
+
     def sweep(self, arguments: list[str]) -> None:
         import optuna
 
-        impl, config = self.impl, self._config()
-        # resnet_lab's own settings plug in on top; any other Hydra app sweeps its params as given.
-        search = cast(HParamsSearchConfig, OmegaConf.to_object(config.hparams_search)) if config.get("hparams_search") is not None else None
-        if search is not None:
-            search.check("hparams_search")
-            _check_objectives(search.objectives, impl.directions())
-            _check_pruning(search.pruner, config, impl.directions(), self.storage_url)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        impl, config, search = self.impl, self._config(), self.search
+        sweep_dir = self.sweep_dir
         workers = search.workers if search is not None else 1
-        if workers > 1:
-            _check_workers(workers, config)
-            self._share_storage(sweep_dir)
-        study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True)
-        space, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
+        study = None
+        try:
+            if workers > 1:
+                sweep_dir.mkdir(parents=True, exist_ok=True)
+                self._share_storage(sweep_dir)
+            study = optuna.create_study(
+                study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True
+            )
+            if workers > 1:
+                workers = _workers_to_start(workers, impl.n_trials - _counted(study))
+            space, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
+        except ResnetLabError:
+            if study is None or not study.get_trials(deepcopy=False):
+                self._discard_unstarted()
+            raise
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         impl.params = cast(DictConfig, OmegaConf.merge(impl.params or {}, space))
         self._save_config(config, sweep_dir, space, bounds)
         write_json(
@@ -190,7 +229,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         )
         try:
             if workers > 1:
-                self._run_workers(workers, sweep_dir)
+                self._run_workers(workers, sweep_dir, study)
             else:
                 self._run_to_total(study, arguments)
         except KeyboardInterrupt:
@@ -232,19 +271,27 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if self.storage_url is not None:
             return
         self.storage_url = f"journal:///{(sweep_dir / 'study.log').resolve()}"
+        self.created_file = _new_storage_file(self.storage_url)
         self.impl.storage = open_storage(self.storage_url)
         log.info("workers share the study through %s; continue it with hydra.sweeper.storage=%s", self.storage_url, self.storage_url)
 
-    def _run_workers(self, count: int, sweep_dir: Path) -> None:
+    def _run_workers(self, count: int, sweep_dir: Path, study: optuna.Study) -> None:
         """`count` sweep processes on this study (resnet_lab.sweep.workers), started with the
         command line that started this one."""
-        from resnet_lab.sweep.workers import plan_workers, run_workers
+        from resnet_lab.sweep.workers import SweepWorkerFailed, plan_workers, run_workers
 
         config = self._config()
         seed = config.hydra.sweeper.sampler.get("seed")
         # A URL with a password stays as the user typed it on the command line the workers get.
         storage = None if MASK in str(self.storage_url) else self.storage_url
-        run_workers(plan_workers(count, sys.argv[1:], sweep_dir.resolve(), storage, None if seed is None else int(seed)))
+        try:
+            run_workers(plan_workers(count, sys.argv[1:], sweep_dir.resolve(), storage, None if seed is None else int(seed)))
+        except SweepWorkerFailed as failure:
+            finished = _counted(study, running=False)
+            if finished < self.impl.n_trials:
+                raise
+            # The study is what the user asked for: it is complete, so the sweep succeeded.
+            log.warning("%s; the study has all its %d trials all the same", one_line(failure), finished)
 
     def _run_to_total(self, study: optuna.Study, arguments: list[str]) -> None:
         """One batch at a time, recounting the shared study before each: finished trials (all
@@ -387,6 +434,57 @@ def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:
         )
 
 
+def _checked_search(config: DictConfig, directions: list[str], storage: str | None) -> HParamsSearchConfig | None:
+    """resnet_lab's own sweep settings, checked before the storage is opened or a folder made (any
+    other Hydra app sweeps its params as given: None)."""
+    if config.get("hparams_search") is None:
+        return None
+    search = cast(HParamsSearchConfig, OmegaConf.to_object(config.hparams_search))
+    search.check("hparams_search")
+    _check_objectives(search.objectives, directions)
+    _check_pruning(search.pruner, config, directions, storage)
+    if search.workers > 1:
+        _check_workers(search.workers, config)
+    return search
+
+
+def _new_storage_file(url: str | None) -> Path | None:
+    """The SQLite or journal file a URL names, when it does not exist yet (this sweep creates it)."""
+    from resnet_lab.study_storage import storage_file
+
+    path = storage_file(url)
+    return path if path is not None and not path.exists() else None
+
+
+def _counted(study: optuna.Study, running: bool = True) -> int:
+    """Trials that count towards the study's total: finished (an interrupted one does not), and
+    with `running` those other processes run now."""
+    import optuna
+
+    return sum(
+        (t.state.is_finished() and not t.user_attrs.get("interrupted")) or (running and t.state == optuna.trial.TrialState.RUNNING)
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def _workers_to_start(wanted: int, remaining: int) -> int:
+    """No more workers than trials left to run: the others would start only to stop."""
+    if remaining < wanted:
+        log.info("starting %d sweep worker(s) of hparams_search.workers=%d: the study has %d trial(s) left to run", max(remaining, 0), wanted, remaining)
+    return max(min(wanted, remaining), 0)
+
+
+def machine_slots() -> tuple[int, str]:
+    """How many one-trial-at-a-time workers this machine runs side by side, and why."""
+    from resnet_lab.sweep.workers import visible_gpus
+
+    gpus = visible_gpus()
+    if gpus:
+        return len(gpus), f"{len(gpus)} visible GPU(s), one worker each"
+    cores = os.cpu_count() or 1
+    return cores, f"{cores} CPU core(s), one worker each"
+
+
 def _check_objectives(objectives: list[Objective], directions: list[str]) -> None:
     """Each objective has one sensible direction; hydra.sweeper.direction must say the same."""
     expected = [Objective(o).direction for o in objectives]
@@ -416,6 +514,9 @@ def _check_workers(count: int, config: DictConfig) -> None:
             f"{launcher.rsplit('.', 1)[-1]} would run every trial again elsewhere: drop the hydra/launcher override "
             "(or keep the launcher with hparams_search.workers=1 and hydra.sweeper.n_jobs)"
         )
+    slots, why = machine_slots()
+    if count > slots:
+        raise ConfigError(f"hparams_search.workers={count} is more than this machine runs at once: at most {slots} ({why})")
     if int(config.hydra.sweeper.n_jobs) != 1:
         raise ConfigError(
             f"hparams_search.workers={count} with hydra.sweeper.n_jobs={config.hydra.sweeper.n_jobs}: choose one, workers "

@@ -49,7 +49,7 @@ def plan_workers(count: int, argv: list[str], sweep_dir: Path, storage: str | No
     keep the user's own), and a sampler seed apart for each."""
     replaced = WORKER_KEYS if storage is None else (*WORKER_KEYS, "hydra.sweeper.storage")
     kept = [arg for arg in argv if arg not in ("-m", "--multirun") and _key(arg) not in replaced]
-    devices = _visible_gpus()
+    devices = visible_gpus()
     threads = max(1, (os.cpu_count() or 1) // count)
     workers = []
     for index in range(count):
@@ -76,7 +76,13 @@ def run_workers(workers: list[Worker]) -> None:
         for worker in workers:
             worker.log_file.parent.mkdir(parents=True, exist_ok=True)
             with open(worker.log_file, "w") as output:
-                process = subprocess.Popen(worker.command, env=worker.env, stdout=output, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(
+                    worker.command,
+                    env=worker.env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_dies_with(os.getpid()) if sys.platform == "linux" else None,
+                )
             running.append((worker, process))
             where = f"GPU {worker.env['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in worker.env else f"{worker.env['OMP_NUM_THREADS']} CPU thread(s)"
             log.info("sweep worker %d started (pid %d, %s); its log: %s", worker.index, process.pid, where, worker.log_file)
@@ -91,6 +97,23 @@ def run_workers(workers: list[Worker]) -> None:
         error = SweepWorkerFailed(f"sweep worker {worker.index} exited with code {code}: {_last_line(worker.log_file)} (its log: {worker.log_file})")
         error.exit_code = code if code > 0 else 1
         raise error
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _dies_with(parent: int):
+    """For the worker's child side of fork: the kernel sends it SIGTERM when the sweep process dies
+    (even by kill -9), so no worker is left running on its own; SIGTERM lets it save its trial."""
+
+    def arrange() -> None:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 def _stop(processes) -> None:
@@ -110,7 +133,7 @@ def _key(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
     """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries; none without CUDA."""
     import torch
 

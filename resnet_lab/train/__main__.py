@@ -4,13 +4,15 @@ torchrun with trainer.strategy=ddp, one run over several processes."""
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 from omegaconf import DictConfig
 
 from resnet_lab.cli import run_app
 from resnet_lab.config import validate
 from resnet_lab.job import JobContext
-from resnet_lab.train.torchrun import process_group
+from resnet_lab.run_folder import held
+from resnet_lab.train.torchrun import process_group, world
 
 
 def train(cfg: DictConfig) -> float | tuple[float, ...]:
@@ -18,7 +20,9 @@ def train(cfg: DictConfig) -> float | tuple[float, ...]:
     from resnet_lab.train.run import run_training, sweep_objectives
 
     job = JobContext.from_hydra()
-    return sweep_objectives(run, job.run_dir, run_training(run, job))
+    # A single run's folder is held from before Hydra wrote into it (run_folder.RunFolderGuard).
+    with held(job.run_dir) if world().is_main else nullcontext():
+        return sweep_objectives(run, job.run_dir, run_training(run, job))
 
 
 def main() -> None:

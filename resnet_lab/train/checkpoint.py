@@ -66,6 +66,14 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path} is not a regular file; pass a checkpoint .pt file")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    # torch.save writes a zip archive (older versions a bare pickle, protocol 2+): anything else
+    # is not a checkpoint at all, whatever weights_only would make of it.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise DataError(f"{path} is not a PyTorch checkpoint (a file written by torch.save); pass a run directory or its checkpoints/last.pt")
     try:
         with torch.serialization.safe_globals(_CONFIG_ENUMS):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -80,10 +88,26 @@ def load_checkpoint(path: Path) -> dict:
         ) from None
     except Exception as error:
         raise _damaged(path, error) from error
-    if not isinstance(state, dict) or "trainer" not in state:
-        raise DataError(f"checkpoint {path} is not a resnet_lab checkpoint (no trainer state)")
+    _check_layout(path, state)
     state["config"] = plain(state.get("config", {}))
     return state
+
+
+def _check_layout(path: Path, state: Any) -> None:
+    """A loaded checkpoint has the shape resnet_lab writes, and finite weights: a crafted or
+    damaged file is refused here, in one line, rather than failing deep inside a command."""
+    trainer = state.get("trainer") if isinstance(state, dict) else None
+    weights = trainer.get("model") if isinstance(trainer, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise DataError(f"checkpoint {path} is not a resnet_lab checkpoint (no model weights in its trainer state)")
+    if not isinstance(state.get("config", {}), dict):
+        raise DataError(f"checkpoint {path} is not a resnet_lab checkpoint (its config is a {type(state['config']).__name__}, not a mapping)")
+    classes = state.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"checkpoint {path} is not a resnet_lab checkpoint (its classes are not a list of names)")
+    broken = next((name for name, tensor in weights.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    if broken is not None:
+        raise DataError(f"checkpoint {path} holds NaN or infinite weights ({broken}): the run it came from diverged; use an earlier checkpoint (best.pt)")
 
 
 def plain(value: Any) -> Any:

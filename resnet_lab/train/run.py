@@ -132,7 +132,10 @@ def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resu
     if run.gallery is not None:  # a wrong GradCAM layer is refused before training, not after it
         target_layer(trainer.model, target_layer_name(trainer.model, run.gallery.target_layer))
     if main:
-        check_writable(job.run_dir / "checkpoints", run_footprint_bytes(trainer, tracked=tracker.active, explained=run.gallery is not None))
+        checkpoints = job.run_dir / "checkpoints"
+        # A resumed run's own checkpoints are replaced, not added to: their space counts as free.
+        replaced = sum(path.stat().st_size for path in (checkpoints / LAST, checkpoints / BEST) if path.is_file())
+        check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=run.gallery is not None) - replaced)
     resumed_from = None
     if resume is not None:
         path, state = resume
