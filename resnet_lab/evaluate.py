@@ -167,7 +167,7 @@ def recorded_accuracy(checkpoint: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
-    from resnet_lab.reproduce import run_location
+    from resnet_lab.reproduce import load_saved_config, run_location
     from resnet_lab.run_folder import claim_output_folder, discard_if_empty
     from resnet_lab.train.checkpoint import resolve_checkpoint
 
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
         location = run_location(args[0], best)
+        load_saved_config(location)  # a folder that is not a run is named first
         recorded = recorded_accuracy(resolve_checkpoint(location))  # every input is read before the work starts
         out = claim_output_folder(out)
     except ResnetLabError as error:

@@ -21,7 +21,9 @@ from typing import IO, Any, Iterator
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_lab.config.plain import plain_dict
 from resnet_lab.errors import ConfigError, Reported
+from resnet_lab.study_storage import study_url
 
 LOCK_FILE = ".resnet_lab.lock"
 # What a run leaves that another run must not replace (checkpoints/ is judged by its .pt files).
@@ -205,6 +207,9 @@ class RunFolderGuard(Callback):
         except ConfigError as error:
             raise Reported(error) from None
 
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release(Path(str(config.hydra.run.dir)))
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             self._check_sweep(config)
@@ -233,20 +238,32 @@ class RunFolderGuard(Callback):
             raise ConfigError(f"hydra.sweep.dir={folder} {problem}; choose a folder of your own for the sweep")
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"hydra.sweep.dir={folder} is a file, not a folder; choose another hydra.sweep.dir")
-        if not folder.is_dir() or not any(folder.iterdir()):
-            return
+        time_named = "${now:" in str(plain_dict(config.hydra.sweep, resolve=False)["dir"])
+        if time_named or not folder.is_dir() or not any(folder.iterdir()):
+            return  # a time-named folder already taken gets a new name (sweep/callbacks.py: OwnSweepDirCallback)
         if not any((folder / marker).exists() for marker in SWEEP_MARKERS):
             raise ConfigError(f"hydra.sweep.dir={folder} already holds files that are not a sweep; choose an empty or new folder")
         study_file = folder / "study.json"
         if not study_file.is_file() or "study_name" not in config.hydra.sweeper:
             raise ConfigError(f"hydra.sweep.dir={folder} holds an earlier multirun, whose job folders this one would replace; choose another hydra.sweep.dir")
         try:
-            stored = json.loads(study_file.read_text()).get("study_name")
-        except (OSError, ValueError, AttributeError):
-            stored = None
-        wanted = _setting(config, "hydra.sweeper.study_name")
+            recorded = json.loads(study_file.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        stored, stored_url = recorded.get("study_name"), recorded.get("storage")
+        wanted, wanted_url = _setting(config, "hydra.sweeper.study_name"), study_url(_setting(config, "hydra.sweeper.storage"))
         if stored != wanted:
             raise ConfigError(
                 f"hydra.sweep.dir={folder} holds the trials of study {stored!r}, which study {wanted!r} would replace; continue it with "
                 f"hydra.sweeper.study_name={stored}, or choose another hydra.sweep.dir"
+            )
+        if stored_url is None:
+            raise ConfigError(
+                f"hydra.sweep.dir={folder} holds the trials of an in-memory study, which ended with its process and cannot be continued; "
+                "choose another hydra.sweep.dir (a study to continue later needs hydra.sweeper.storage)"
+            )
+        if stored_url != wanted_url:
+            raise ConfigError(
+                f"hydra.sweep.dir={folder} holds the trials of study {stored!r} stored in {stored_url}; a study of that name in "
+                f"{wanted_url or 'memory'} would replace them: continue it with hydra.sweeper.storage={stored_url}, or choose another hydra.sweep.dir"
             )

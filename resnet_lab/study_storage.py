@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING
 
 from resnet_lab.errors import ConfigError
 from resnet_lab.messages import one_line
@@ -14,18 +13,29 @@ from resnet_lab.secrets import mask_secrets
 JOURNAL_PREFIX = "journal:///"
 CONNECT_TIMEOUT_S = 2
 
+if TYPE_CHECKING:
+    import optuna
+
+
+def study_url(storage: str | None) -> str | None:
+    """A storage URL as the sweep records it (study.json): SQLite and journal files absolute, a
+    password masked. Reads no file and imports no database driver."""
+    for prefix in ("sqlite:///", JOURNAL_PREFIX):
+        if storage and storage.startswith(prefix):
+            return f"{prefix}{Path(storage[len(prefix) :]).expanduser().resolve()}"
+    return None if storage is None else mask_secrets(storage)
+
 
 def absolute_storage(storage: str | None) -> str | None:
     """SQLite and journal URLs made absolute (their folder created), so every invocation and
     every worker finds the same file."""
-    for prefix in ("sqlite:///", JOURNAL_PREFIX):
-        if storage and storage.startswith(prefix):
-            path = Path(storage[len(prefix) :]).expanduser().resolve()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise ConfigError(f"hydra.sweeper.storage={storage}: cannot create {path.parent} ({error.strerror or error})") from None
-            return f"{prefix}{path}"
+    path = storage_file(study_url(storage))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"hydra.sweeper.storage={storage}: cannot create {path.parent} ({error.strerror or error})") from None
+        return study_url(storage)
     return storage
 
 
@@ -43,6 +53,8 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     call); `journal:///<file>` for Optuna's JournalStorage on a file (file locks, no server:
     recommended for several workers on one machine); else any SQLAlchemy URL. Workers starting
     together race to create a new database's tables; the loser retries."""
+    import optuna
+
     if url is None:
         return optuna.storages.InMemoryStorage()
     try:
@@ -72,6 +84,8 @@ def _database(url: str) -> optuna.storages.BaseStorage:
 
 
 def _rdb(url: str, engine: dict) -> optuna.storages.BaseStorage:
+    import optuna
+
     # Wrapped once here: every study object of this process then shares one cache; a separate
     # cache per load_study goes stale ("Record does not exist").
     return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=engine))

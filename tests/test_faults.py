@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,6 +201,28 @@ def test_a_full_disk_names_the_file_and_the_resume_command_that_finishes_the_run
     resumed = subprocess.run([sys.executable, "-m", *command.split()[2:]], cwd=tmp_path, env=BARE_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 6
+
+
+def test_a_resume_counts_the_space_of_the_checkpoints_it_replaces_and_a_refused_start_leaves_nothing(small_disk, tmp_path):
+    """Free space between the run's whole footprint and that footprint less its own checkpoints:
+    resuming the run fits (its last.pt and best.pt are replaced, not added to), a new run does
+    not, and its refusal takes its folder away again."""
+    write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
+    args = ["data=image_folder", f"data.root={tmp_path / 'im'}", *TINY, "trainer.epochs=1"]
+    run_dir = small_disk / "run"
+    assert run_main("resnet_lab.train", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    num_params = json.loads((run_dir / "summary.json").read_text())["num_params"]
+    footprint = 3 * 3 * 4 * num_params + 2**20  # train/run.py: run_footprint_bytes, fp32 weights, no tracker, no gallery
+    replaced = sum((run_dir / "checkpoints" / name).stat().st_size for name in ("last.pt", "best.pt"))
+    ballast = fill(small_disk)
+    target_free = footprint - replaced // 2
+    os.truncate(ballast, ballast.stat().st_size - (target_free - shutil.disk_usage(small_disk).free))
+    assert footprint - replaced < shutil.disk_usage(small_disk).free < footprint
+    fresh = run_main("resnet_lab.train", *args, f"hydra.run.dir={small_disk / 'fresh'}", cwd=tmp_path)
+    assert fresh.returncode == 2 and "MiB free in" in fresh.stderr, fresh.stderr
+    assert not (small_disk / "fresh").exists()
+    resumed = run_main("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
 
 
 def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp_path):

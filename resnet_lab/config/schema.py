@@ -334,7 +334,7 @@ class TrainerConfig:
         if self.ema_decay is not None:
             require(0.0 < self.ema_decay < 1.0, f"{key}.ema_decay", self.ema_decay, "null (off) or a value in (0, 1)")
         require(self.ema_every >= 1, f"{key}.ema_every", self.ema_every, "an integer >= 1")
-        require(1 <= self.epochs <= MAX_EPOCHS, f"{key}.epochs", self.epochs, f"an integer in [1, {MAX_EPOCHS}]")
+        require(1 <= self.epochs <= MAX_EPOCHS, f"{key}.epochs", self.epochs, f"an integer >= 1 and <= {MAX_EPOCHS}")
         require(self.eval_every >= 0, f"{key}.eval_every", self.eval_every, "an integer >= 0 (0: only after the last epoch)")
         require(0.0 <= self.label_smoothing < 1.0, f"{key}.label_smoothing", self.label_smoothing, "a value in [0, 1)")
         if self.grad_clip is not None:

@@ -287,11 +287,10 @@ class ResumableOptunaSweeper(OptunaSweeper):
         try:
             run_workers(plan_workers(count, sys.argv[1:], sweep_dir.resolve(), storage, None if seed is None else int(seed)))
         except SweepWorkerFailed as failure:
-            finished = _counted(study, running=False)
-            if finished < self.impl.n_trials:
+            if not study_is_complete(study, self.impl.n_trials):
                 raise
             # The study is what the user asked for: it is complete, so the sweep succeeded.
-            log.warning("%s; the study has all its %d trials all the same", one_line(failure), finished)
+            log.warning("%s; the study has all its %d trials all the same", one_line(failure), self.impl.n_trials)
 
     def _run_to_total(self, study: optuna.Study, arguments: list[str]) -> None:
         """One batch at a time, recounting the shared study before each: finished trials (all
@@ -332,10 +331,10 @@ class ResumableOptunaSweeper(OptunaSweeper):
             except SurplusTrials as surplus:
                 _wait_again(surplus.trials)
                 continue
-            except ValueError:
+            except ValueError as error:
                 # The plugin ends each call by reporting the study's best trial, which fails
                 # while every finished trial has failed; the batch itself was run and recorded.
-                if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                if isinstance(error, ResnetLabError) or any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
                     raise
             launched += impl.n_trials
         impl.n_trials = total
@@ -465,6 +464,11 @@ def _counted(study: optuna.Study, running: bool = True) -> int:
         (t.state.is_finished() and not t.user_attrs.get("interrupted")) or (running and t.state == optuna.trial.TrialState.RUNNING)
         for t in study.get_trials(deepcopy=False)
     )
+
+
+def study_is_complete(study: optuna.Study, total: int) -> bool:
+    """The study holds its `total` finished trials (what a sweep is for, however its workers fared)."""
+    return _counted(study, running=False) >= total
 
 
 def _workers_to_start(wanted: int, remaining: int) -> int:

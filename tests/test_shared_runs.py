@@ -1,0 +1,154 @@
+"""A run folder or checkpoint someone else wrote: it never pulls values from the reader's
+environment, never names code to run, never picks the reader's output paths, and a crafted or
+damaged file is refused in one line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TINY, run_main, write_image_folder
+from resnet_lab.errors import DataError
+from resnet_lab.reproduce import checked_shared_config, overrides_for
+from resnet_lab.train.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+SECRET = "s3cr3t-planted-4711"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shared")
+    write_image_folder(root / "im", train_per_class=24, test_per_class=4)
+    args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=1"]
+    done = run_main("resnet_lab.train", *args, "hydra.run.dir=run", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root, root / "run"
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    subprocess.run(["cp", "-r", str(run), str(to)], check=True)
+    return to
+
+
+def files_holding(folder: Path, text: str) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_an_interpolation_in_a_shared_runs_config_is_refused_and_the_secret_is_written_nowhere(finished, tmp_path):
+    root, run = finished
+    shared = copy_run(run, tmp_path / "received")
+    config = yaml.safe_load((shared / ".hydra" / "config.yaml").read_text())
+    config["trainer"]["label_smoothing"] = "${oc.env:PLANTED_TOKEN}"
+    (shared / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    for command, extra in (
+        ("resnet_lab.reproduce", ["hydra.run.dir=rerun"]),
+        ("resnet_lab.evaluate", ["--out", "evaluated"]),
+        ("resnet_lab.predict", [str(root / "im" / "test" / "ant"), "--out", "labelled"]),
+        ("resnet_lab.explain", ["--out", "explained"]),
+    ):
+        refused = run_main(command, str(shared), *extra, cwd=tmp_path, env={"PLANTED_TOKEN": SECRET})
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "trainer.label_smoothing" in refused.stderr and "interpolation" in refused.stderr, refused.stderr
+        assert SECRET not in refused.stdout + refused.stderr
+    assert files_holding(tmp_path, SECRET) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["received"]
+
+
+def test_a_checkpoints_config_cannot_pull_a_secret_either(finished, tmp_path):
+    _, run = finished
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["trainer"]["label_smoothing"] = "${oc.env:PLANTED_TOKEN}"
+    (tmp_path / "artifact").mkdir()
+    torch.save(state, tmp_path / "artifact" / "best.pt")  # a W&B model artifact folder holds its checkpoint loose
+    refused = run_main("resnet_lab.reproduce", str(tmp_path / "artifact"), "hydra.run.dir=rerun", cwd=tmp_path, env={"PLANTED_TOKEN": SECRET})
+    assert refused.returncode == 2 and "trainer.label_smoothing" in refused.stderr, refused.stderr
+    assert files_holding(tmp_path, SECRET) == [] and not (tmp_path / "rerun").exists()
+
+
+def test_the_projects_own_default_interpolation_is_left_to_the_readers_config():
+    saved = {"logger": {"kind": "wandb", "mode": "${oc.env:WANDB_MODE,offline}", "project": "p"}}
+    kept, _ = checked_shared_config(saved, None, "test")
+    assert "mode" not in kept["logger"] and kept["logger"]["project"] == "p"
+
+
+def test_output_paths_and_resume_settings_of_a_shared_config_are_the_readers_choice(finished):
+    _, run = finished
+    config = load_checkpoint(run / "checkpoints" / "last.pt")["config"]
+    config["data"]["cache_dir"] = "/somewhere/the/author/chose"
+    config["trainer"]["resume"] = True
+    replayed = overrides_for(config, None)
+    assert not any(o.startswith(("data.cache_dir=", "trainer.resume=", "trainer.overwrite=")) for o in replayed)
+    assert any(o.startswith("trainer.epochs=") for o in replayed)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda c, h: c["model"].update(_target_="os.system"), "allow-list"),
+        (lambda c, h: h["hydra"]["runtime"]["choices"].update(model=".."), "is not an option of model"),
+    ],
+    ids=["target os.system", "choice '..'"],
+)
+def test_code_outside_the_allow_list_and_unknown_group_choices_are_refused(finished, tmp_path, change, needle):
+    _, run = finished
+    shared = copy_run(run, tmp_path / "received")
+    config = yaml.safe_load((shared / ".hydra" / "config.yaml").read_text())
+    hydra = yaml.safe_load((shared / ".hydra" / "hydra.yaml").read_text())
+    change(config, hydra)
+    (shared / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (shared / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    refused = run_main("resnet_lab.reproduce", str(shared), "hydra.run.dir=rerun", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and needle in refused.stderr, refused.stderr
+    with pytest.raises(DataError, match=needle):
+        checked_shared_config(config, hydra["hydra"]["runtime"]["choices"], "test")
+
+
+def crafted(run: Path, to: Path, edit) -> Path:
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    edit(state)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, to)
+    return to
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda s: s["trainer"].update(model="weights"), "no model weights"),
+        (lambda s: s.update(config="model: x"), "its config is a str"),
+        (lambda s: next(v for v in s["trainer"]["model"].values() if v.is_floating_point()).fill_(float("nan")), "NaN or infinite weights"),
+    ],
+    ids=["model state a string", "config a string", "NaN weights"],
+)
+def test_crafted_checkpoints_are_refused_in_one_line_by_every_command(finished, tmp_path, edit, needle):
+    root, run = finished
+    checkpoint = crafted(run, tmp_path / "sent" / "last.pt", edit)
+    for command, extra in (
+        ("resnet_lab.reproduce", ["hydra.run.dir=rerun"]),
+        ("resnet_lab.evaluate", ["--out", "out"]),
+        ("resnet_lab.predict", [str(root / "im" / "test" / "ant"), "--out", "out"]),
+    ):
+        refused = run_main(command, str(checkpoint), *extra, cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and needle in refused.stderr, (command, refused.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sent"]
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "hostname").write_text("machine-7\n")
+    refused = run_main("resnet_lab.reproduce", str(tmp_path / "hostname"), cwd=tmp_path)
+    assert refused.returncode == 2 and "is not a PyTorch checkpoint" in refused.stderr and "Python objects" not in refused.stderr, refused.stderr
+
+
+def test_a_damaged_summary_is_refused_by_evaluate_before_it_writes(finished, tmp_path):
+    _, run = finished
+    shared = copy_run(run, tmp_path / "received")
+    (shared / "summary.json").write_text('{"final": ')
+    refused = run_main("resnet_lab.evaluate", str(shared), "--out", "out", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "summary.json is damaged" in refused.stderr, refused.stderr
+    assert not (tmp_path / "out").exists()
