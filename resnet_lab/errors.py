@@ -66,10 +66,6 @@ class TrialPruned(ResnetLabError):
         super().__init__(f"pruned after epoch {epoch} (objective {value:.4f})")
         self.epoch, self.value = epoch, value
 
-    def __reduce__(self) -> tuple[type, tuple[int, float]]:
-        # A job in a joblib, submitit or Ray worker hands its exception back pickled.
-        return TrialPruned, (self.epoch, self.value)
-
 
 class Reported(BaseException):
     """Carries a user error past Hydra to the entry point, which prints it as the only line.

@@ -7,6 +7,7 @@ this plain value, so that any piece can be driven from a notebook with `JobConte
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +53,12 @@ class JobContext:
 
 
 def _trial_address(hydra_cfg: Any) -> TrialAddress | None:
-    """An Optuna sweep's job runs in `<sweep dir>/<trial number>` (the sweeper sets the subdir)
-    and its config names the study; a grid multirun's job has no study."""
-    study_name, subdir = hydra_cfg.sweeper.get("study_name"), str(hydra_cfg.sweep.subdir)
-    if not study_name or not subdir.isdigit():
+    """An Optuna sweep's job runs in `<sweep dir>/<trial number>` (the sweeper sets the subdir),
+    and the sweep folder's study.json, written before any job starts, names the study and its
+    storage (absolute, a password masked); a grid multirun's job has neither."""
+    subdir, study_file = str(hydra_cfg.sweep.subdir), Path(str(hydra_cfg.sweep.dir)) / "study.json"
+    if not subdir.isdigit() or not study_file.is_file():
         return None
-    storage = hydra_cfg.sweeper.get("storage")
-    return TrialAddress(study_name=str(study_name), storage=None if storage is None else str(storage), number=int(subdir))
+    study = json.loads(study_file.read_text())
+    storage = study.get("storage")
+    return TrialAddress(study_name=str(study["study_name"]), storage=None if storage is None else str(storage), number=int(subdir))

@@ -42,6 +42,15 @@ def live_trials(handles: dict[Path, Any]) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """What a sweep's job returns when its pruner stopped it after `epoch` (objective `value`):
+    a result, not a failure, so it crosses any launcher's process boundary as a plain value."""
+
+    epoch: int
+    value: float
+
+
+@dataclass(frozen=True)
 class TrialAddress:
     """Where a job's trial lives, as the job's own Hydra config tells it."""
 
@@ -111,9 +120,11 @@ def _open_trial(address: TrialAddress) -> Any:
     from resnet_lab.study_storage import open_storage
 
     try:
-        study = optuna.load_study(study_name=address.study_name, storage=open_storage(without_masked_password(address.storage)))
+        storage = open_storage(without_masked_password(address.storage))
+        study = optuna.load_study(study_name=address.study_name, storage=storage)
+        # The storage's public lookup from (study, trial number) to the id a Trial handle takes.
+        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(address.study_name), address.number)
     except Exception as error:
         log.warning("trial %d's epochs are not reported: its study could not be opened here (%s: %s)", address.number, type(error).__name__, error)
         return None
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == address.number]
-    return optuna.trial.Trial(study, found[0]._trial_id) if found else None
+    return optuna.trial.Trial(study, trial_id)

@@ -42,3 +42,22 @@ def test_every_path_and_name_in_architecture_md_exists():
         elif name and not any(re.search(rf"^\s*(def|class)\s+{name}\b|^{name}\s*[:=]", m.read_text(), re.M) for m in matches if m.is_file()):
             missing.append(q)
     assert not missing, f"ARCHITECTURE.md names what does not exist: {missing}"
+
+
+# A private name of Hydra, hydra-optuna-sweeper or Optuna: a private module, or an attribute the
+# sweep code used to reach into (a trial's id, a study's storage, the plugin's internals).
+PRIVATE = re.compile(
+    r"(hydra\._internal|hydra_optuna_sweeper\._impl|optuna\.\w+\._|"
+    r"\._(trial_id|storage|suggest|configure_trials|get_directions|study_id|cached)\b|"
+    r"hydra\.core\.utils\.\w+\s*=)"
+)
+
+
+def test_no_private_name_of_hydra_the_optuna_plugin_or_optuna_is_used():
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted((REPO / "resnet_lab").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE.search(line)
+    ]
+    assert found == []

@@ -24,6 +24,7 @@ import yaml
 
 from conftest import REPO, TINY, add_finished_trial, run_main, write_image_folder
 from resnet_lab.study_storage import open_storage
+from resnet_lab.sweep.liveness import interrupted_reasons
 from resnet_lab.track.offline_run import read_offline_run
 
 pytestmark = pytest.mark.slow
@@ -75,10 +76,10 @@ def check_trials_against_study(storage: str, study: str, n_trials: int, wandb: b
     overrides, summary and (one) W&B run are that trial's."""
     every = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
     # Workers counting at the same instant may each ask for the last trial: the later ones are
-    # put back as WAITING, undrawn, so exactly n_trials ran.
-    waiting = [t for t in every if t.state.name == "WAITING"]
-    assert all(not t.params and "run_dir" not in t.user_attrs for t in waiting)
-    trials = [t for t in every if t.state.name != "WAITING"]
+    # told FAIL undrawn, as surplus that never counts, so exactly n_trials ran.
+    surplus = [t for t in every if "surplus" in t.user_attrs]
+    assert all(t.state.name == "FAIL" and not t.params and "run_dir" not in t.user_attrs for t in surplus)
+    trials = [t for t in every if "surplus" not in t.user_attrs]
     assert len(trials) == n_trials and sorted(t.number for t in every) == list(range(len(every)))
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert all(list(t.intermediate_values) == [1, 2] and t.intermediate_values[2] == t.value for t in trials), "each trial's curve is in the study"
@@ -177,7 +178,7 @@ def test_workers_of_two_machines_share_a_postgresql_study_and_a_killed_worker_lo
     check_trials_against_study(postgres, "shared", 3, wandb=True)
     assert sorted(p.name for p in (tmp_path / "shared-dir" / "workers").iterdir()) == ["0.log", "1.log"]
     plain = postgres.replace("postgresql+psycopg2://", "postgresql://")  # SQLAlchemy's default driver (psycopg 3)
-    assert len([t for t in optuna.load_study(study_name="shared", storage=open_storage(plain)).trials if t.state.name != "WAITING"]) == 3
+    assert len([t for t in optuna.load_study(study_name="shared", storage=open_storage(plain)).trials if "surplus" not in t.user_attrs]) == 3
     report = json.loads((tmp_path / "shared-dir" / "sweep_summary.json").read_text())
     assert report["n_trials"] == 3, "the report covers the trials of every worker"
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
@@ -193,9 +194,10 @@ def test_workers_of_two_machines_share_a_postgresql_study_and_a_killed_worker_lo
     process.wait()
     restarted = run_main(*command[2:-1], "hydra.sweep.dir=solo-again", cwd=tmp_path)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
-    trials = optuna.load_study(study_name="solo", storage=postgres).trials
+    study = optuna.load_study(study_name="solo", storage=postgres)
+    trials, taken = study.trials, dict(interrupted_reasons(study))
     kept = [t for t in trials if t.state.name == "COMPLETE"]
-    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    interrupted = [t for t in trials if t.number in taken]
     assert len(kept) == 3 and len(interrupted) == 1 and interrupted[0].number == 1
     assert Path(kept[0].user_attrs["run_dir"]).parent.name == "solo"
 
@@ -231,11 +233,12 @@ def test_workers_started_by_one_command_stop_together_continue_never_wait_and_pr
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sweep worker 0 started" in result.stdout and "sweep worker 1 started" in result.stdout
 
-    trials = optuna.load_study(study_name="busy", storage=storage).trials
-    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    busy = optuna.load_study(study_name="busy", storage=storage)
+    trials, taken = busy.trials, dict(interrupted_reasons(busy))
+    interrupted = [t for t in trials if t.number in taken]
     assert len(interrupted) == 2 and all(t.state.name == "FAIL" for t in interrupted)
     assert all((Path(t.user_attrs["run_dir"]) / "checkpoints" / "last.pt").is_file() for t in interrupted), "their checkpoints are kept"
-    ran = [t for t in trials if t.number > 0 and t.state.name != "WAITING" and not t.user_attrs.get("interrupted")]
+    ran = [t for t in trials if t.number > 0 and t.number not in taken and "surplus" not in t.user_attrs]
     assert len(ran) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in ran)
     for trial in ran:
         first = trial.intermediate_values[1]

@@ -22,6 +22,7 @@ from resnet_lab.config import ConfigError, validate
 from resnet_lab.errors import DivergedError, TrainingFailure
 from resnet_lab.files import check_writable
 from resnet_lab.job import JobContext
+from resnet_lab.sweep.liveness import interrupted_reasons
 from resnet_lab.train.checkpoint import load_checkpoint
 from resnet_lab.train.run import run_training
 
@@ -248,20 +249,21 @@ def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp
     process.wait()
     again = run_main(*command[2:], "hydra.sweep.dir=second", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    trials = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
-    states = [(t.number, t.state.name, bool(t.user_attrs.get("interrupted"))) for t in trials]
+    study = optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    interrupted = dict(interrupted_reasons(study))
+    states = [(t.number, t.state.name, t.number in interrupted) for t in study.trials]
     assert states[0] == (0, "COMPLETE", False) and states[1] == (1, "FAIL", True)
     assert [s for s in states if s[1] == "COMPLETE"] == [(0, "COMPLETE", False), (2, "COMPLETE", False), (3, "COMPLETE", False)]
-    assert "interrupted" in trials[1].user_attrs["fail_reason"]
-    assert trials[0].user_attrs["run_dir"].endswith("first/0")
+    assert interrupted[1].startswith("interrupted: its sweep process")
+    assert study.trials[0].user_attrs["run_dir"].endswith("first/0")
 
 
 def test_a_pruned_trial_crosses_a_process_boundary_intact():
-    """Jobs of the joblib, submitit and Ray launchers hand their exception back pickled: a
-    pruned trial must still be recognised as pruned, with its epoch, on the sweep's side."""
+    """Jobs of the joblib, submitit and Ray launchers hand their result back pickled: a pruned
+    trial's result must still be recognised as pruned, with its epoch, on the sweep's side."""
     import pickle
 
-    from resnet_lab.errors import TrialPruned
+    from resnet_lab.trial import Pruned
 
-    back = pickle.loads(pickle.dumps(TrialPruned(3, 0.4125)))
-    assert isinstance(back, TrialPruned) and (back.epoch, back.value) == (3, 0.4125) and str(back) == "pruned after epoch 3 (objective 0.4125)"
+    back = pickle.loads(pickle.dumps(Pruned(3, 0.4125)))
+    assert isinstance(back, Pruned) and (back.epoch, back.value) == (3, 0.4125)

@@ -1,190 +1,277 @@
-"""hydra-optuna-sweeper, extended in thin ways; it sweeps any Hydra app, and on resnet_lab's
-(whose config has `hparams_search`) it adds the LR-finder window and pruning settings:
+"""An Optuna sweeper on Hydra's public Sweeper interface, with its own ask -> launch -> tell loop.
 
-* the max_lr window is centred on an LR range test (a named lr_finder.json, the suggestion the
-  study stored on its first invocation, or a test run now into the sweep directory);
-* `n_trials` is the study's total: an invocation launches only what is missing, so the same
-  command run again continues the study instead of adding n_trials more;
-* each trial runs in `<sweep dir>/<trial number>` and records that run directory (and, when it
-  fails, the one-line reason), so workers sharing a study and a folder never share a trial folder;
-* `hparams_search.workers=N` starts N sweep processes on the study that never wait for a batch
-  (resnet_lab.sweep.workers), and the study ends with exactly n_trials however many share it;
-* a job run in this process reports its evaluated epochs to its live trial (resnet_lab.trial);
-* a study keeps the search space it was started with: a continued sweep that asks for another
-  window is refused instead of mixing two windows in one study;
-* a password in the storage URL is opened once and masked everywhere it would be saved.
+It reads hydra-optuna-sweeper's config (the same keys, samplers and search-space grammar, on any
+Hydra app) and adds what a resumable research sweep needs:
 
-Selected by `hydra.sweeper._target_` in conf/hparams_search/optuna.yaml; resnet_lab.cli registers
-it with Hydra's plugin registry before every app starts, so this module imports Optuna only once a
-sweep runs (a config error must not wait for it).
+* `n_trials` is the study's total over every invocation and worker: the same command run again
+  continues the study to it; workers racing for the last trial run it once (liveness.py counts);
+* each trial runs in `<sweep dir>/<trial number>` and records that folder, its worker and, when it
+  fails, the one-line reason; a job stopped by its pruner is told PRUNED;
+* trials carry a heartbeat, so a trial of a dead process (on any machine) is taken over;
+* jobs learn the study's name and URL from their own overrides (a password masked);
+* on resnet_lab's config (which has `hparams_search`): the max_lr window from an LR range test,
+  one search space per study, pruning, `hparams_search.workers` (sweep/workers.py), the report.
+
+Only public interfaces of Hydra (Sweeper, Plugins.instantiate_launcher, the override parser),
+hydra-optuna-sweeper (its config) and Optuna (create_study, ask, tell, samplers) are used.
+Selected by `hydra.sweeper._target_`; resnet_lab.cli registers it, and Optuna is imported only
+once a sweep runs.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+import math
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, cast
 
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfig, PrunerKind
-from resnet_lab.errors import ConfigError, ResnetLabError, TrialPruned
+from resnet_lab.errors import ConfigError, ResnetLabError
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
 from resnet_lab.run_folder import finished_outputs
 from resnet_lab.secrets import MASK, has_secret, mask_secrets
+from resnet_lab.sweep import liveness
 from resnet_lab.sweep.report import from_study, write_report
-from resnet_lab.trial import live_trials
+from resnet_lab.sweep.search_space import SearchSpace
+from resnet_lab.trial import Pruned, live_trials
 
 if TYPE_CHECKING:
     import optuna
-
 
 log = logging.getLogger(__name__)
 
 SUGGESTION_ATTR = "lr_finder_suggestion"
 SPACE_ATTR = "search_space"
-WORKER_ATTR = "worker"
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 STUDY_FILE = "study.json"
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
+RESEED_STRIDE = 10007  # a continued study's seed moves by this per trial it holds: workers' seeds never meet
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _log_space(low: float, high: float, grid_points: int | None) -> str:
-    """A log-uniform interval, or for the grid sampler `grid_points` log-spaced choices."""
-    if grid_points is None:
-        return f"tag(log, interval({low:.6g}, {high:.6g}))"
-    ratio = (high / low) ** (1 / (grid_points - 1))
-    return "choice(" + ", ".join(f"{low * ratio**i:.4g}" for i in range(grid_points)) + ")"
-
-
-class TrialRecordingLauncher(Launcher):
-    """Wraps the real launcher: each job runs in `<sweep dir>/<trial number>` (unique in the
-    study, whichever worker runs it), and its trial records worker, run directory and failure.
-
-    The sweeper hands over the trials it just asked for (`pending`) rather than the launcher
-    finding them in the study: with several workers on one study, another worker's freshly
-    asked trial has no parameters yet and would match any job."""
-
-    def __init__(self, inner: Launcher, sweep_dir: Path) -> None:
-        self.inner = inner
-        self.sweep_dir = sweep_dir.resolve()
-        self.pending: list[optuna.trial.Trial] = []
-        self.pruned: set[int] = set()  # trial numbers whose job the pruner stopped
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.inner.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-
-    def hold(self, trials: list[optuna.trial.Trial]) -> None:
-        """The trials just asked for the next batch, claimed for this process at once: a trial
-        left RUNNING by a process that died is recognised by this tag and replaced."""
-        self.pending = list(trials)
-        for handle in trials:
-            _tag(handle, WORKER_ATTR, WORKER)
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import optuna
-
-        handles: list[optuna.trial.Trial | None] = list(self.pending)
-        handles += [None] * (len(job_overrides) - len(handles))
-        self.pending = []
-        placed = []
-        taken = [h for h in handles if h is not None and finished_outputs(self.sweep_dir / str(h.number))]
-        if taken:
-            for handle in handles:
-                if handle is not None:
-                    _tag(handle, "fail_reason", "not started: its trial folder holds another run")
-                    handle.study.tell(handle, state=optuna.trial.TrialState.FAIL)
-            folder = self.sweep_dir / str(taken[0].number)
-            raise ConfigError(
-                f"trial {taken[0].number}'s folder {folder} holds another run (a study of the same name in another storage?); "
-                "choose another hydra.sweep.dir for this study"
-            )
-        for handle, overrides in zip(handles, job_overrides):
-            if handle is not None:
-                _tag(handle, "run_dir", str(self.sweep_dir / str(handle.number)))
-                overrides = [*overrides, f"hydra.sweep.subdir={handle.number}"]
-            placed.append(list(overrides))
-        with live_trials({self.sweep_dir / str(h.number): h for h in handles if h is not None}):
-            returns = self.inner.launch(placed, initial_job_idx)
-        for handle, result in zip(handles, returns):
-            if result.status is JobStatus.FAILED:
-                try:
-                    result.return_value  # noqa: B018  (the property re-raises the job's exception)
-                except TrialPruned as pruned:
-                    if handle is not None:
-                        self.pruned.add(handle.number)
-                        _tag(handle, "pruned_at_epoch", pruned.epoch)
-                        log.info("trial %d pruned after epoch %d", handle.number, pruned.epoch)
-                except Exception as error:
-                    _tag(handle, "fail_reason", one_line(error))
-        return returns
-
-
-def _tag(handle: optuna.trial.Trial | None, key: str, value: object) -> None:
-    """Record a trial attribute; bookkeeping must never end a sweep, so failures only warn."""
-    if handle is None:
-        return
-    try:
-        handle.set_user_attr(key, value)
-    except Exception as error:
-        log.warning("could not record %s on trial %d: %s", key, handle.number, error)
-
-
-class ResumableOptunaSweeper(OptunaSweeper):
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        from resnet_lab.sweep.recording_impl import TrialRecordingImpl
-
-        self.impl = TrialRecordingImpl.from_plugin(self.sweeper)
-        self.sweeper = self.impl
-
-    def _config(self) -> DictConfig:
-        """The sweep's composed config, which the plugin keeps from setup() on."""
-        if self.impl.config is None:
-            raise RuntimeError("the sweeper was not set up")
-        return self.impl.config
+class ResumableOptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        custom_search_space: str | None,
+        params: DictConfig | None,
+    ) -> None:
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate} is not allowed: a fraction in [0, 1]")
+        if n_trials < 1 or n_jobs < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs} are not allowed: integers >= 1")
+        self.sampler_config, self.storage, self.study_name = sampler, storage, study_name
+        self.directions = [
+            str(getattr(d, "name", d)) for d in (direction if isinstance(direction, Sequence) and not isinstance(direction, str) else [direction])
+        ]
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.custom_search_space = custom_search_space
+        self.params = {str(k): str(v) for k, v in (params or {}).items()}
+        self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from resnet_lab.study_storage import absolute_storage, open_storage
 
-        impl = self.impl
+        self.task_config = config
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.created_file: Path | None = None
         try:
-            self.search = _checked_search(config, impl.directions(), impl.storage)
-            self.storage_url = absolute_storage(impl.storage)
+            self.search = _checked_search(config, self.directions, self.storage)
+            self.storage_url = absolute_storage(self.storage)
             self.created_file = _new_storage_file(self.storage_url)
-            impl.storage = open_storage(self.storage_url)
+            self.opened = open_storage(self.storage_url)
         except ResnetLabError:
             self._discard_unstarted()
             raise
-        if self.storage_url is not None:
-            self.storage_url = mask_secrets(self.storage_url)
-        _give_jobs_storage(config, self.storage_url)
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        assert impl.launcher is not None  # the plugin's setup made it
-        impl.launcher = impl.recorder = TrialRecordingLauncher(impl.launcher, Path(str(config.hydra.sweep.dir)))
+        self.storage_url = None if self.storage_url is None else mask_secrets(self.storage_url)
+        _keep_password_out_of_saved_configs(config)
+        self.job_launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context, task_function=task_function)
+
+    def sweep(self, arguments: list[str]) -> None:
+        import optuna
+
+        search, sweep_dir = self.search, self.sweep_dir
+        workers = search.workers if search is not None else 1
+        study = None
+        try:
+            if workers > 1:
+                sweep_dir.mkdir(parents=True, exist_ok=True)
+                self._share_storage(sweep_dir)
+            study = optuna.create_study(study_name=self.study_name, storage=self.opened, directions=self.directions, load_if_exists=True)
+            window, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
+            space = _parse([f"{k}={v}" for k, v in {**self.params, **window}.items()] + list(arguments))
+            total = self._prepare_sampler(study, space)
+            if workers > 1:
+                workers = _workers_to_start(workers, total - liveness.counted(study))
+        except ResnetLabError:
+            if study is None or not study.get_trials(deepcopy=False):
+                self._discard_unstarted()
+            raise
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._save_config(sweep_dir, window, bounds)
+        write_json(sweep_dir / STUDY_FILE, {"study_name": study.study_name, "storage": self.storage_url, "lr_finder_suggestion": suggestion, "params": window})
+        try:
+            if workers > 1:
+                self._run_workers(workers, sweep_dir, study)
+            else:
+                self._run_to_total(study, space, total)
+        except KeyboardInterrupt:
+            log.warning("sweep interrupted: its finished trials are kept in the study; run the same command again to continue it")
+            raise
+        finally:
+            if workers > 1:
+                self._save_config(sweep_dir, window, bounds)  # the workers saved their own settings there
+            try:
+                write_report(from_study(study, sweep_dir, suggestion), study)
+            except Exception as error:
+                log.warning("could not write the sweep report for %s: %s", sweep_dir, one_line(error))
+        _write_results(study, sweep_dir)
+
+    def _prepare_sampler(self, study: optuna.Study, space: SearchSpace) -> int:
+        """The configured sampler on the study (the grid's values filled in, a continued study's
+        seed moved on); returns the study's total (a grid ends when its points are used up)."""
+        from resnet_lab.sweep.search_space import grid
+
+        options = plain_dict(self.sampler_config)
+        held = len(study.get_trials(deepcopy=False))
+        if held and options.get("seed") is not None:
+            options["seed"] = int(options["seed"]) + RESEED_STRIDE * held  # a continued study must not replay the first draws
+        sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)
+        total = self.n_trials
+        if self.is_grid():
+            points = grid(space.distributions)
+            sampler = sampler(points)
+            total = min(total, math.prod(len(v) for v in points.values()))
+        study.sampler = sampler
+        return total
+
+    def is_grid(self) -> bool:
+        return str(self.sampler_config.get("_target_", "")) == "optuna.samplers.GridSampler"
+
+    def _run_to_total(self, study: optuna.Study, space: SearchSpace, total: int) -> None:
+        """Batches of n_jobs trials until the study holds `total` counted trials (all invocations
+        and workers), recounting before each; a grid also ends when its points are used up."""
+        import optuna
+
+        first = True
+        while True:
+            liveness.take_over_dead_trials(study)
+            held = liveness.counted(study)
+            running = held - liveness.counted(study, running=False)
+            remaining = total - held
+            if first:
+                log.info(
+                    "study %s: %d finished, %d running elsewhere, of %d; launching %d more", study.study_name, held - running, running, total, max(0, remaining)
+                )
+                if remaining <= 0:
+                    log.warning(
+                        "nothing to run: study '%s' already has %d of hydra.sweeper.n_trials=%d trials. To continue it, raise "
+                        "hydra.sweeper.n_trials; to start a new study, set hydra.sweeper.study_name to a new name",
+                        study.study_name,
+                        held,
+                        total,
+                    )
+            first = False
+            exhausted = isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study)
+            if remaining <= 0 or exhausted:
+                return
+            trials = _within_total(study, [study.ask() for _ in range(min(remaining, self.n_jobs))], total)
+            if trials:
+                self._run_batch(study, space, trials)
+
+    def _run_batch(self, study: optuna.Study, space: SearchSpace, trials: list[optuna.trial.Trial]) -> None:
+        """Draw each trial's values, launch the batch, tell each result."""
+        import optuna
+
+        try:
+            overrides = [self._job_overrides(study, space, trial) for trial in trials]
+        except Exception as error:
+            for trial in trials:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise ConfigError(f"the search space cannot be drawn: {one_line(error)}") from error
+        try:
+            with liveness.Heartbeat(trials), live_trials({self.sweep_dir / str(t.number): t for t in trials}):
+                returns = self.job_launcher.launch(overrides, initial_job_idx=self.job_idx)
+        except BaseException:
+            for trial in trials:  # an interrupt or a launcher failure: these trials did not finish
+                study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                study.set_user_attr(liveness.interrupted_key(trial.number), "interrupted: the sweep stopped before the trial finished")
+            raise
+        self.job_idx += len(returns)
+        failures = [reason for trial, result in zip(trials, returns) if (reason := self._tell(study, trial, result)) is not None]
+        if failures and len(failures) / len(returns) > self.max_failure_rate:
+            raise ResnetLabError(
+                f"{len(failures)} of {len(returns)} trials of a batch failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate}: {failures[0]}"
+            )
+
+    def _job_overrides(self, study: optuna.Study, space: SearchSpace, trial: optuna.trial.Trial) -> list[str]:
+        """One job's overrides: drawn and fixed values, its folder, and where its trial lives."""
+        from resnet_lab.sweep.search_space import suggest
+
+        drawn = {name: suggest(trial, name, distribution) for name, distribution in space.distributions.items()}
+        for name, value in space.fixed.items():
+            trial.set_user_attr(name, value)
+        if self.custom_search_space:
+            instantiate({"_target_": self.custom_search_space, "_partial_": True})(self.task_config, trial)
+        overlap = set(trial.params) & set(space.fixed)
+        if overlap:
+            raise ConfigError(f"{', '.join(sorted(overlap))} is both fixed and searched; drop one of the two")
+        folder = self.sweep_dir / str(trial.number)
+        if finished_outputs(folder):
+            raise ConfigError(
+                f"trial {trial.number}'s folder {folder} holds another run (a study of the same name started again?); "
+                "choose another hydra.sweep.dir for this study"
+            )
+        trial.set_user_attr("run_dir", str(folder.absolute()))
+        # The job finds its study through <sweep dir>/study.json (resnet_lab/job.py), whatever process it runs in.
+        return [*space.overrides({**dict(trial.params), **drawn}), f"hydra.sweep.subdir={trial.number}"]
+
+    def _tell(self, study: optuna.Study, trial: optuna.trial.Trial, result: JobReturn) -> str | None:
+        """Tell the trial's outcome; returns the failure's one line, or None."""
+        import optuna
+
+        if result.status is JobStatus.COMPLETED and isinstance(result.return_value, Pruned):
+            pruned = result.return_value
+            trial.set_user_attr("pruned_at_epoch", pruned.epoch)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            log.info("trial %d pruned after epoch %d", trial.number, pruned.epoch)
+            return None
+        reason = None
+        if result.status is JobStatus.COMPLETED:
+            values, reason = _values(result.return_value, len(self.directions))
+        else:
+            try:
+                result.return_value  # noqa: B018  (the property re-raises the job's exception)
+            except Exception as error:  # noqa: BLE001 - any failure of a job is recorded on its trial
+                reason = one_line(error)
+        if reason is None:
+            try:
+                study.tell(trial, values=values)
+            except RuntimeError as error:
+                # GridSampler calls Study.stop() after the grid's last point, which only optimize()
+                # may do; Optuna has stored the trial (it does so in a `finally`), so the sweep goes on.
+                if "Study.stop" not in str(error):
+                    raise
+            return None
+        trial.set_user_attr(liveness.FAIL_REASON, reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        return reason
 
     def _discard_unstarted(self) -> None:
         """A sweep refused before its first trial leaves nothing: the storage file it created and
@@ -199,50 +286,6 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if self.created_file is not None and self.created_file.parent.is_dir() and not any(self.created_file.parent.iterdir()):
             self.created_file.parent.rmdir()
 
-    def sweep(self, arguments: list[str]) -> None:
-        import optuna
-
-        impl, config, search = self.impl, self._config(), self.search
-        sweep_dir = self.sweep_dir
-        workers = search.workers if search is not None else 1
-        study = None
-        try:
-            if workers > 1:
-                sweep_dir.mkdir(parents=True, exist_ok=True)
-                self._share_storage(sweep_dir)
-            study = optuna.create_study(
-                study_name=impl.study_name, storage=impl.storage, sampler=impl.sampler, directions=impl.directions(), load_if_exists=True
-            )
-            if workers > 1:
-                workers = _workers_to_start(workers, impl.n_trials - _counted(study))
-            space, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
-        except ResnetLabError:
-            if study is None or not study.get_trials(deepcopy=False):
-                self._discard_unstarted()
-            raise
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        impl.params = cast(DictConfig, OmegaConf.merge(impl.params or {}, space))
-        self._save_config(config, sweep_dir, space, bounds)
-        write_json(
-            sweep_dir / STUDY_FILE,
-            {"study_name": impl.study_name, "storage": self.storage_url, "lr_finder_suggestion": suggestion, "params": space},
-        )
-        try:
-            if workers > 1:
-                self._run_workers(workers, sweep_dir, study)
-            else:
-                self._run_to_total(study, arguments)
-        except KeyboardInterrupt:
-            log.warning("sweep interrupted: its finished trials are kept in the study; run the same command again to continue it")
-            raise
-        finally:
-            if workers > 1:
-                self._save_config(config, sweep_dir, space, bounds)  # the workers saved their own settings there
-            try:
-                write_report(from_study(study, sweep_dir, suggestion), study)
-            except Exception as error:
-                log.warning("could not write the sweep report for %s: %s", sweep_dir, one_line(error))
-
     def _lr_window(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> tuple[dict[str, str], list[float], float | None]:
         """(search space of max_lr and weight_decay, max_lr bounds, LR-finder suggestion or None
         when the bounds were given), kept in the study so a continued sweep searches the same."""
@@ -253,7 +296,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
             suggestion = self._suggestion(search, study, sweep_dir)
             low, high = suggestion / search.lr_low_factor, suggestion * search.lr_high_factor
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
-        grid = search.grid_points if self._is_grid() else None
+        grid = search.grid_points if self.is_grid() else None
         space = {
             "scheduler.max_lr": _log_space(low, high, grid),
             "optimizer.weight_decay": _log_space(search.weight_decay_low, search.weight_decay_high, grid),
@@ -262,121 +305,6 @@ class ResumableOptunaSweeper(OptunaSweeper):
         if suggestion is not None and SUGGESTION_ATTR not in study.user_attrs:
             study.set_user_attr(SUGGESTION_ATTR, suggestion)
         return space, [low, high], suggestion
-
-    def _share_storage(self, sweep_dir: Path) -> None:
-        """Workers in other processes need a study they can all open: an in-memory one becomes a
-        journal file in the sweep folder (the command that continues it names that file)."""
-        from resnet_lab.study_storage import open_storage
-
-        if self.storage_url is not None:
-            return
-        self.storage_url = f"journal:///{(sweep_dir / 'study.log').resolve()}"
-        self.created_file = _new_storage_file(self.storage_url)
-        self.impl.storage = open_storage(self.storage_url)
-        log.info("workers share the study through %s; continue it with hydra.sweeper.storage=%s", self.storage_url, self.storage_url)
-
-    def _run_workers(self, count: int, sweep_dir: Path, study: optuna.Study) -> None:
-        """`count` sweep processes on this study (resnet_lab.sweep.workers), started with the
-        command line that started this one."""
-        from resnet_lab.sweep.workers import SweepWorkerFailed, plan_workers, run_workers
-
-        config = self._config()
-        seed = config.hydra.sweeper.sampler.get("seed")
-        # A URL with a password stays as the user typed it on the command line the workers get.
-        storage = None if MASK in str(self.storage_url) else self.storage_url
-        try:
-            run_workers(plan_workers(count, sys.argv[1:], sweep_dir.resolve(), storage, None if seed is None else int(seed)))
-        except SweepWorkerFailed as failure:
-            if not study_is_complete(study, self.impl.n_trials):
-                raise
-            # The study is what the user asked for: it is complete, so the sweep succeeded.
-            log.warning("%s; the study has all its %d trials all the same", one_line(failure), self.impl.n_trials)
-
-    def _run_to_total(self, study: optuna.Study, arguments: list[str]) -> None:
-        """One batch at a time, recounting the shared study before each: finished trials (all
-        invocations) plus trials other live workers are running. Workers that share a study
-        therefore stop together at n_trials; two that count at the same instant and each ask for
-        the last trial run it once (the later-numbered goes back to WAITING)."""
-        import optuna
-
-        from resnet_lab.sweep.recording_impl import SurplusTrials
-
-        impl = self.impl
-        total, launched = impl.n_trials, 0
-        impl.study_total = total
-        while True:
-            self._fail_orphaned_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            finished = sum(t.state.is_finished() and not t.user_attrs.get("interrupted") for t in trials)
-            in_flight = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-            remaining = total - finished - in_flight
-            if launched == 0 or remaining <= 0:
-                log.info(
-                    "study %s: %d finished, %d running elsewhere, of %d; launching %d more", impl.study_name, finished, in_flight, total, max(0, remaining)
-                )
-            if remaining <= 0 and launched == 0:
-                log.warning(
-                    "nothing to run: study '%s' already has %d of hydra.sweeper.n_trials=%d trials. To continue it, raise "
-                    "hydra.sweeper.n_trials; to start a new study, set hydra.sweeper.study_name to a new name",
-                    impl.study_name,
-                    finished + in_flight,
-                    total,
-                )
-            if remaining <= 0:
-                break
-            self._reseed(self._config(), offset=len(trials))
-            impl.n_trials = min(remaining, impl.n_jobs)
-            try:
-                impl.sweep(arguments)
-            except SurplusTrials as surplus:
-                _wait_again(surplus.trials)
-                continue
-            except ValueError as error:
-                # The plugin ends each call by reporting the study's best trial, which fails
-                # while every finished trial has failed; the batch itself was run and recorded.
-                if isinstance(error, ResnetLabError) or any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-                    raise
-            launched += impl.n_trials
-        impl.n_trials = total
-
-    @staticmethod
-    def _fail_orphaned_trials(study: optuna.Study) -> None:
-        """A RUNNING trial whose worker process on this host is gone was interrupted (killed
-        sweep): mark it FAIL with the reason and do not count it, so another trial replaces it.
-        Trials of live workers, or of other hosts, are left alone."""
-        import optuna
-
-        host = socket.gethostname()
-        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
-            worker_host, _, pid = worker.rpartition(":")
-            if worker_host != host or not pid.isdigit() or _alive(int(pid)):
-                continue
-            handle = optuna.trial.Trial(study, trial._trial_id)
-            try:
-                handle.set_user_attr("interrupted", True)
-                handle.set_user_attr("fail_reason", f"interrupted: its sweep process {pid} ended before the trial finished")
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another worker restarting at the same moment marked it first
-            log.warning("trial %d was interrupted (process %s is gone): marked FAIL; a new trial replaces it", trial.number, pid)
-
-    def _is_grid(self) -> bool:
-        import optuna
-
-        sampler = self.impl.sampler
-        return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
-
-    def _save_config(self, config: DictConfig, sweep_dir: Path, space: dict[str, str], bounds: list[float] | None) -> None:
-        """multirun.yaml as Hydra's basic sweeper writes it, showing the search space actually
-        used; the live config stays as composed, since Hydra checks each job's hydra.sweeper
-        against it."""
-        saved = plain_dict(config, resolve=False)
-        saved["hydra"]["sweeper"]["params"] = {**(saved["hydra"]["sweeper"].get("params") or {}), **space}
-        saved["hydra"]["sweeper"]["storage"] = self.storage_url
-        if bounds is not None:
-            saved["hparams_search"]["max_lr_bounds"] = [float(f"{b:.6g}") for b in bounds]
-        OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
 
     def _suggestion(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> float:
         """The centre of the max_lr window: a named lr_finder.json, else the suggestion the study
@@ -392,29 +320,126 @@ class ResumableOptunaSweeper(OptunaSweeper):
         from resnet_lab.config import validate
         from resnet_lab.train.lr_auto import run_range_test
 
-        config = self._config()
-        task_config = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
+        task_config = OmegaConf.masked_copy(self.task_config, [str(k) for k in self.task_config if k != "hydra"])
         return run_range_test(validate(task_config), sweep_dir / "lr_finder").suggestion
 
-    def _reseed(self, config: DictConfig, offset: int) -> None:
-        """A continued study must not replay the first invocation's random draws."""
-        sampler_cfg = config.hydra.sweeper.sampler
-        if offset == 0 or sampler_cfg.get("_partial_") or sampler_cfg.get("seed") is None:
+    def _share_storage(self, sweep_dir: Path) -> None:
+        """Workers in other processes need a study they can all open: an in-memory one becomes a
+        journal file in the sweep folder (the command that continues it names that file)."""
+        from resnet_lab.study_storage import open_storage
+
+        if self.storage_url is not None:
             return
-        options = plain_dict(sampler_cfg)
-        # Spaced out so that workers started with neighbouring seeds never share a draw.
-        options["seed"] = int(options["seed"]) + 10007 * offset
-        self.impl.sampler = instantiate(options, _execution_whitelist_=SAMPLER_WHITELIST)
+        self.storage_url = f"journal:///{(sweep_dir / 'study.log').resolve()}"
+        self.created_file = _new_storage_file(self.storage_url)
+        self.opened = open_storage(self.storage_url)
+        log.info("workers share the study through %s; continue it with hydra.sweeper.storage=%s", self.storage_url, self.storage_url)
+
+    def _run_workers(self, count: int, sweep_dir: Path, study: optuna.Study) -> None:
+        """`count` sweep processes on this study (resnet_lab.sweep.workers), started with the
+        command line that started this one."""
+        from resnet_lab.sweep.workers import SweepWorkerFailed, plan_workers, run_workers
+
+        seed = self.sampler_config.get("seed")
+        # A URL with a password stays as the user typed it on the command line the workers get.
+        storage = None if MASK in str(self.storage_url) else self.storage_url
+        try:
+            run_workers(plan_workers(count, sys.argv[1:], sweep_dir.resolve(), study.study_name, storage, None if seed is None else int(seed)))
+        except SweepWorkerFailed as failure:
+            if not study_is_complete(study, self.n_trials):
+                raise
+            # The study is what the user asked for: it is complete, so the sweep succeeded.
+            log.warning("%s; the study has all its %d trials all the same", one_line(failure), self.n_trials)
+
+    def _save_config(self, sweep_dir: Path, space: dict[str, str], bounds: list[float] | None) -> None:
+        """multirun.yaml as Hydra's basic sweeper writes it, showing the search space actually used."""
+        saved = plain_dict(self.task_config, resolve=False)
+        saved["hydra"]["sweeper"]["params"] = {**(saved["hydra"]["sweeper"].get("params") or {}), **space}
+        saved["hydra"]["sweeper"]["storage"] = self.storage_url
+        if bounds is not None:
+            saved["hparams_search"]["max_lr_bounds"] = [float(f"{b:.6g}") for b in bounds]
+        OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
 
 
-def _wait_again(trials: list[optuna.trial.Trial]) -> None:
-    """Trials asked beyond the study's total go back to WAITING with no parameters drawn: no
-    worker runs them now, and a continued study (a larger n_trials) runs them first."""
+def _keep_password_out_of_saved_configs(config: DictConfig) -> None:
+    """Every job's config, which Hydra saves in its .hydra/, starts from this sweep's: a password
+    typed into the storage URL is masked there (and in the overrides Hydra records), once the
+    storage has been opened with it. Jobs that open the study themselves connect through the
+    driver's own sources (PGPASSWORD, ~/.pgpass)."""
+    raw = plain_dict(config.hydra.sweeper, resolve=False).get("storage")
+    if raw is None or not has_secret(str(raw)):
+        return
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweeper.storage = mask_secrets(str(raw))
+        config.hydra.overrides.hydra = [mask_secrets(str(o)) for o in config.hydra.overrides.hydra]
+
+
+def _parse(arguments: list[str]) -> SearchSpace:
+    from resnet_lab.sweep.search_space import parse
+
+    try:
+        return parse(arguments)
+    except ResnetLabError:
+        raise
+    except Exception as error:
+        raise ConfigError(f"hydra.sweeper.params: {one_line(error)}") from error
+
+
+def _values(returned: Any, objectives: int) -> tuple[list[float], str | None]:
+    """A job's return as the study's values, or why it cannot be one (then the trial fails)."""
+    try:
+        values = [float(returned)] if objectives == 1 else [float(v) for v in returned]
+    except (TypeError, ValueError):
+        return [], f"returned {returned!r}, not {'a number' if objectives == 1 else f'{objectives} numbers'}"
+    if len(values) != objectives:
+        return [], f"returned {len(values)} values for {objectives} objectives"
+    if any(math.isnan(v) for v in values):
+        return [], f"returned {returned!r}"
+    return values, None
+
+
+def _within_total(study: optuna.Study, trials: list[optuna.trial.Trial], total: int) -> list[optuna.trial.Trial]:
+    """Workers that recount the study at the same instant may each ask for its last trial. Trial
+    numbers are handed out in order, so a trial runs only if fewer than `total` counted trials
+    have a lower number; the others are told FAIL with no reason (never counted, never run)."""
     import optuna
 
+    numbers = [t.number for t in study.get_trials(deepcopy=False) if liveness.counts(t)]
+    kept = [trial for trial in trials if sum(n < trial.number for n in numbers) < total]
     for trial in trials:
-        trial.storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.WAITING)
-    log.info("trial(s) %s not started: the study already has its hydra.sweeper.n_trials", ", ".join(str(t.number) for t in trials))
+        if trial not in kept:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    if len(kept) < len(trials):
+        log.info("trial(s) %s not started: the study already has its hydra.sweeper.n_trials", ", ".join(str(t.number) for t in trials if t not in kept))
+    return kept
+
+
+def _write_results(study: optuna.Study, sweep_dir: Path) -> None:
+    """optimization_results.yaml as hydra-optuna-sweeper writes it, once, at the end; a study
+    without a complete trial is an error, as it is there."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        reasons = [str(t.user_attrs.get(liveness.FAIL_REASON)) for t in study.get_trials(deepcopy=False) if liveness.FAIL_REASON in t.user_attrs]
+        raise ResnetLabError(f"no trial of study '{study.study_name}' completed{': ' + reasons[0] if reasons else ''}")
+    if len(study.directions) == 1:
+        best = study.best_trial
+        results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        log.info("best trial %d: %s -> %s", best.number, best.params, best.value)
+    else:
+        results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials]}
+        log.info("%d Pareto-optimal trial(s)", len(study.best_trials))
+    OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+
+
+def _log_space(low: float, high: float, grid_points: int | None) -> str:
+    """A log-uniform interval, or for the grid sampler `grid_points` log-spaced choices."""
+    if grid_points is None:
+        return f"tag(log, interval({low:.6g}, {high:.6g}))"
+    ratio = (high / low) ** (1 / (grid_points - 1))
+    return "choice(" + ", ".join(f"{low * ratio**i:.4g}" for i in range(grid_points)) + ")"
 
 
 def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:
@@ -455,20 +480,9 @@ def _new_storage_file(url: str | None) -> Path | None:
     return path if path is not None and not path.exists() else None
 
 
-def _counted(study: optuna.Study, running: bool = True) -> int:
-    """Trials that count towards the study's total: finished (an interrupted one does not), and
-    with `running` those other processes run now."""
-    import optuna
-
-    return sum(
-        (t.state.is_finished() and not t.user_attrs.get("interrupted")) or (running and t.state == optuna.trial.TrialState.RUNNING)
-        for t in study.get_trials(deepcopy=False)
-    )
-
-
 def study_is_complete(study: optuna.Study, total: int) -> bool:
     """The study holds its `total` finished trials (what a sweep is for, however its workers fared)."""
-    return _counted(study, running=False) >= total
+    return liveness.counted(study, running=False) >= total
 
 
 def _workers_to_start(wanted: int, remaining: int) -> int:
@@ -500,12 +514,12 @@ def _check_objectives(objectives: list[Objective], directions: list[str]) -> Non
         )
 
 
-IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+IN_PROCESS_LAUNCHER = "BasicLauncher"
 
 
 def _launcher(config: DictConfig) -> str:
-    """The class that launches the sweep's jobs (Hydra's basic one runs them in this process)."""
-    return str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER))
+    """The name of the class that launches the sweep's jobs (Hydra's basic one runs them here)."""
+    return str(config.hydra.launcher.get("_target_", IN_PROCESS_LAUNCHER)).rsplit(".", 1)[-1]
 
 
 def _check_workers(count: int, config: DictConfig) -> None:
@@ -515,7 +529,7 @@ def _check_workers(count: int, config: DictConfig) -> None:
     if launcher != IN_PROCESS_LAUNCHER:
         raise ConfigError(
             f"hparams_search.workers={count} runs {count} sweep processes that each run one trial at a time; "
-            f"{launcher.rsplit('.', 1)[-1]} would run every trial again elsewhere: drop the hydra/launcher override "
+            f"{launcher} would run every trial again elsewhere: drop the hydra/launcher override "
             "(or keep the launcher with hparams_search.workers=1 and hydra.sweeper.n_jobs)"
         )
     slots, why = machine_slots()
@@ -537,7 +551,7 @@ def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[st
     launcher = _launcher(config)
     if launcher != IN_PROCESS_LAUNCHER and storage_url is None:
         raise ConfigError(
-            f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} with {launcher.rsplit('.', 1)[-1]}: its jobs run in other processes "
+            f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} with {launcher}: its jobs run in other processes "
             "and cannot reach an in-memory study; set hydra.sweeper.storage=sqlite:///<file>.db, journal:///<file>.log or a PostgreSQL URL"
         )
     if len(directions) > 1:
@@ -550,20 +564,3 @@ def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[st
             f"hparams_search.pruner.kind={PrunerKind(pruner.kind).value} needs evaluated epochs, but trainer.eval_every=0 evaluates "
             "only after the last one; set trainer.eval_every=1 (or every N epochs) or hparams_search.pruner.kind=none"
         )
-
-
-def _give_jobs_storage(config: DictConfig, url: str | None) -> None:
-    """Every job recomposes its config from the overrides and opens the study its config names:
-    it gets the URL this sweep opened, made absolute (a relative SQLite or journal file, the
-    default sqlite:///multirun/optuna.db included, is another file in a Ray task's working
-    directory) and with a typed password replaced by *** (so Hydra's saved .hydra/hydra.yaml,
-    multirun.yaml and W&B never see it; the storage itself was opened with the real URL before
-    this). A URL kept as an interpolation (${oc.env:...}) that holds a password stays as written."""
-    raw = plain_dict(config.hydra.sweeper, resolve=False).get("storage")
-    resolved = plain_dict(config.hydra.sweeper).get("storage")
-    if url is None or resolved == url or (raw != resolved and has_secret(str(resolved))):
-        return
-    overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweeper.storage=")]
-    with read_write(config.hydra), open_dict(config.hydra):
-        config.hydra.sweeper.storage = url
-        config.hydra.overrides.hydra = [*overrides, f"hydra.sweeper.storage={url}"]

@@ -72,7 +72,10 @@ class SweepReport:
 def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
     """The trials this sweep directory ran (`<sweep dir>/<trial number>`), whichever worker ran
     them; other invocations of a continued study report in their own directories."""
+    from resnet_lab.sweep.liveness import interrupted_reasons
+
     here = sweep_dir.resolve()
+    interrupted = dict(interrupted_reasons(study))
     records = [
         TrialRecord(
             number=t.number,
@@ -80,7 +83,7 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
             value=t.values[0] if t.values else None,
             params=dict(t.params),
             run_dir=t.user_attrs.get("run_dir"),
-            fail_reason=t.user_attrs.get("fail_reason"),
+            fail_reason=t.user_attrs.get("fail_reason", interrupted.get(t.number)),
             curve={int(step): float(value) for step, value in sorted(t.intermediate_values.items())},
             values=list(t.values) if t.values and len(t.values) > 1 else None,
         )

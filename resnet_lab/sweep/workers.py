@@ -9,7 +9,7 @@ workers with the same command line, each running one trial at a time in-process 
 sweep folder, with its own sampler seed, its own GPU (round-robin over the visible ones) or an
 equal share of the CPU threads, and its log in `<sweep dir>/workers/<i>.log`. The same command on
 another machine, on the same PostgreSQL study, adds that machine's workers; the study's total
-holds across all of them (see `TrialRecordingImpl._refuse_surplus`).
+holds across all of them (see `sweep/liveness.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from resnet_lab.errors import ResnetLabError
 log = logging.getLogger(__name__)
 
 # Settings each worker gets from the sweep that starts it; the user's values for them are dropped.
-WORKER_KEYS = ("hparams_search.workers", "hydra.sweep.dir", "hydra.sweeper.n_jobs", "hydra.sweeper.sampler.seed")
+WORKER_KEYS = ("hparams_search.workers", "hydra.sweep.dir", "hydra.sweeper.n_jobs", "hydra.sweeper.sampler.seed", "hydra.sweeper.study_name")
 STOP_GRACE_S = 60.0  # an interrupted worker saves its trial's checkpoint before it exits
 
 
@@ -43,17 +43,18 @@ class Worker:
     log_file: Path
 
 
-def plan_workers(count: int, argv: list[str], sweep_dir: Path, storage: str | None, seed: int | None) -> list[Worker]:
+def plan_workers(count: int, argv: list[str], sweep_dir: Path, study_name: str, storage: str | None, seed: int | None) -> list[Worker]:
     """The worker processes for `python -m resnet_lab.train <argv>`: the user's command line with
-    one trial at a time, the shared sweep folder and study (`storage`: the study's URL, or None to
-    keep the user's own), and a sampler seed apart for each."""
+    one trial at a time, the shared sweep folder and study (its name, which Optuna chose if the
+    user did not; `storage`: the study's URL, or None to keep the user's own), and a sampler seed
+    apart for each."""
     replaced = WORKER_KEYS if storage is None else (*WORKER_KEYS, "hydra.sweeper.storage")
     kept = [arg for arg in argv if arg not in ("-m", "--multirun") and _key(arg) not in replaced]
     devices = visible_gpus()
     threads = max(1, (os.cpu_count() or 1) // count)
     workers = []
     for index in range(count):
-        settings = ["hparams_search.workers=1", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_jobs=1"]
+        settings = ["hparams_search.workers=1", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.study_name={study_name}"]
         if storage is not None:
             settings.append(f"hydra.sweeper.storage={storage}")
         if seed is not None:

@@ -10,19 +10,26 @@ from omegaconf import DictConfig
 
 from resnet_lab.cli import run_app
 from resnet_lab.config import validate
+from resnet_lab.errors import TrialPruned
 from resnet_lab.job import JobContext
 from resnet_lab.run_folder import held
 from resnet_lab.train.torchrun import process_group, world
+from resnet_lab.trial import Pruned
 
 
-def train(cfg: DictConfig) -> float | tuple[float, ...]:
+def train(cfg: DictConfig) -> float | tuple[float, ...] | Pruned:
     run = validate(cfg)  # a bad setting is refused before torch and the data are loaded
     from resnet_lab.train.run import run_training, sweep_objectives
 
     job = JobContext.from_hydra()
     # A single run's folder is held from before Hydra wrote into it (run_folder.RunFolderGuard).
     with held(job.run_dir) if world().is_main else nullcontext():
-        return sweep_objectives(run, job.run_dir, run_training(run, job))
+        try:
+            return sweep_objectives(run, job.run_dir, run_training(run, job))
+        except TrialPruned as pruned:
+            if job.trial is None:
+                raise
+            return Pruned(pruned.epoch, pruned.value)  # the sweeper tells its trial PRUNED
 
 
 def main() -> None:

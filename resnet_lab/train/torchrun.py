@@ -2,8 +2,8 @@
 
 torchrun starts one process per GPU (or per CPU slot with gloo) and describes the group in
 environment variables. Every rank composes the same Hydra config; this module makes them agree
-on one run directory before Hydra starts (rank 0's clock stamps `${now:...}` for all) and keeps
-Hydra's own files (.hydra/, train.log) to rank 0. torch is imported only under torchrun, so a
+on one run directory before Hydra writes (rank 0's, given to the others by `RankZeroRunDir`)
+and keeps Hydra's own files (.hydra/, train.log) to rank 0. torch is imported only under torchrun, so a
 plain start answers --help and config errors without it.
 """
 
@@ -14,10 +14,11 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterator
 
-START_KEY = "resnet_lab/start"
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, read_write
+
 # Hydra's own outputs are written by rank 0 alone; the other ranks log to their console.
 NON_ZERO_RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
 
@@ -63,7 +64,6 @@ def process_group(argv: list[str]) -> Iterator[None]:
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend)
     try:
-        _share_start_time(current)
         if not current.is_main:
             argv.extend(NON_ZERO_RANK_OVERRIDES)
             logging.getLogger().setLevel(logging.WARNING)
@@ -72,22 +72,18 @@ def process_group(argv: list[str]) -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def _share_start_time(current: World) -> None:
-    """Hydra stamps run directories with `${now:...}`, read separately by each rank; rank 0's
-    time, shared through torchrun's store, replaces the clock so every rank gets one directory.
-    Hydra 1.4 registers `now` again at every app start (hydra.core.utils.setup_globals), reading
-    that module's `datetime.now()`; so the clock is replaced there, not the resolver."""
-    import hydra.core.utils
-    import torch.distributed as dist
+class RankZeroRunDir(Callback):
+    """Under torchrun every rank composes its own config, and `${now:...}` in the run folder's
+    name may read another second on each: before any rank writes, rank 0's run folder is given
+    to the others over the process group. Listed first in `hydra.callbacks`."""
 
-    store = dist.distributed_c10d._get_default_store()
-    if current.is_main:
-        store.set(START_KEY, datetime.now().isoformat())
-    started = datetime.fromisoformat(store.get(START_KEY).decode())
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        if not world().launched:
+            return
+        import torch
+        import torch.distributed as dist
 
-    class StartedClock(datetime):
-        @classmethod
-        def now(cls, tz=None):  # type: ignore[override]
-            return started
-
-    hydra.core.utils.datetime = StartedClock  # type: ignore[misc]  # replacing the class Hydra reads is the point
+        folder = [str(config.hydra.run.dir) if world().is_main else None]
+        dist.broadcast_object_list(folder, src=0, device=torch.device("cpu"))
+        with read_write(config.hydra.run):
+            config.hydra.run.dir = folder[0]
