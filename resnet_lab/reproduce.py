@@ -249,9 +249,7 @@ def comparison_table(old: dict[str, float] | None, new: dict[str, float]) -> str
 
 
 def main(argv: list[str] | None = None) -> None:
-    from resnet_lab.cli import run_app
     from resnet_lab.messages import one_line
-    from resnet_lab.train.__main__ import train
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -273,10 +271,36 @@ def main(argv: list[str] | None = None) -> None:
     if new_dir is None:
         new_dir = str(Path("outputs") / "reproduce" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
         extra.append(f"hydra.run.dir={new_dir}")
-    print(f"reproducing {location} from {source} into {new_dir}")
-    sys.argv = ["resnet_lab.train", *overrides, f"reproduced_from={_quote(str(location))}", *extra]
-    run_app(train, config_name="train")
+    print(f"reproducing {location} from {source} into {new_dir}", flush=True)
+    code = run_forwarding([sys.executable, "-m", "resnet_lab.train", *overrides, f"reproduced_from={_quote(str(location))}", *extra])
+    if code != 0:
+        sys.exit(code)
     print(comparison_table(original, final_metrics(Path(new_dir))))
+
+
+def run_forwarding(command: list[str]) -> int:
+    """Runs the rerun as the command a user would type (its own process, its own argv), its
+    output passed on line by line as it comes; returns its exit code."""
+    import subprocess
+    import threading
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def forward(source: Any, target: Any) -> None:
+        for line in source:
+            target.write(line)
+            target.flush()
+
+    streams = [threading.Thread(target=forward, args=(process.stdout, sys.stdout)), threading.Thread(target=forward, args=(process.stderr, sys.stderr))]
+    for stream in streams:
+        stream.start()
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        code = process.wait()  # the rerun got the same Ctrl-C, saves its state and says how to resume
+    for stream in streams:
+        stream.join()
+    return code
 
 
 def run_dir_override(extra: list[str], location: Path) -> str | None:

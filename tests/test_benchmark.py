@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import cifar_speed, sweep_pruning
+from benchmarks import cifar_speed, sweep_overhead, sweep_pruning
 from conftest import write_image_folder
 
 
@@ -138,3 +138,16 @@ def test_an_unknown_sweep_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         sweep_pruning.main(["--sweeps", "median,asha", "--data", str(tmp_path)])
     assert stopped.value.code == 2 and "unknown sweep(s) asha; allowed: none, median, hyperband, batch2, workers2" in capsys.readouterr().err
+
+
+def test_the_sweep_overhead_benchmark_times_both_sweepers_and_real_trials(tmp_path):
+    """At test size: one process of each sweeper per size, two tiny training trials."""
+
+    sweep_overhead.main(["--runs", "1", "--trials", "3", "--real-trials", "2", "--out", str(tmp_path)])
+    saved = json.loads(next(tmp_path.glob("*-cpu-sweep_overhead.json")).read_text())
+    for size in ("3_trials", "1_trials"):
+        row = saved["trivial_app"][size]
+        assert row["ratio"] > 0 and row["loop_ratio_per_trial"] > 0
+        assert {"resnet_lab", "plugin"} <= set(row) and row["resnet_lab"]["median_wall_s"] > 0
+    real = saved["real_trials"]
+    assert real["trials"] == 2 and len(real["gaps_between_trials_s"]) == 1 and real["median_gap_s"] >= 0

@@ -38,7 +38,7 @@ def test_a_trial_taken_over_from_a_dead_process_frees_its_place_in_the_total(tmp
     study = optuna.create_study(study_name="freed", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
     lost = study.ask()
     lost.set_user_attr(liveness.HEARTBEAT_ATTR, 0.0)
-    assert liveness.take_over_dead_trials(study) == [lost.number]
+    assert liveness.take_over_dead_trials(study, study.get_trials()) == [lost.number]
     assert study.get_trials()[0].state.name == "FAIL" and liveness.counted(study) == 0
     assert dict(liveness.interrupted_reasons(study))[lost.number].startswith("interrupted: no heartbeat")
     fresh = study.ask()

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEARTBEAT_ATTR = "heartbeat_unix_s"
-WORKER_ATTR = "worker"  # host:pid of the sweep process running the trial
+WORKER_ATTR = "worker"  # host:pid of the sweep process running the trial, stamped with its first heartbeat
 FAIL_REASON = "fail_reason"  # a trial that ran and failed (counted, like the plugin's failed trials)
 HEARTBEAT_S = 5.0
 GRACE_S = 60.0
@@ -45,10 +45,6 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
 
     def __enter__(self) -> "Heartbeat":
-        worker = f"{socket.gethostname()}:{os.getpid()}"
-        for trial in self.trials:
-            trial.set_user_attr(WORKER_ATTR, worker)
-        self._stamp()
         self.thread.start()
         return self
 
@@ -96,13 +92,22 @@ def dead(trial: optuna.trial.FrozenTrial, now: float, grace: float = GRACE_S) ->
     return None
 
 
-def take_over_dead_trials(study: optuna.Study, grace: float = GRACE_S) -> list[int]:
-    """Tell FAIL every RUNNING trial whose process is gone; returns their numbers."""
+def claim(trial: optuna.trial.Trial) -> None:
+    """Mark a trial just asked as this process's, with its first heartbeat (before it is launched)."""
+    trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+
+
+def take_over_dead_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], grace: float = GRACE_S) -> list[int]:
+    """Tell FAIL every RUNNING trial of `trials` (the study as just read) whose process is gone;
+    returns their numbers."""
     import optuna
 
     taken = []
     now = time.time()
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    for trial in trials:
+        if trial.state != optuna.trial.TrialState.RUNNING:
+            continue
         reason = dead(trial, now, grace)
         if reason is None:
             continue

@@ -170,9 +170,10 @@ class ResumableOptunaSweeper(Sweeper):
 
         first = True
         while True:
-            liveness.take_over_dead_trials(study)
-            held = liveness.counted(study)
-            running = held - liveness.counted(study, running=False)
+            trials = study.get_trials(deepcopy=False)
+            taken = set(liveness.take_over_dead_trials(study, trials))
+            held = sum(liveness.counts(t) for t in trials if t.number not in taken)
+            running = held - sum(liveness.counts(t, running=False) for t in trials)
             remaining = total - held
             if first:
                 log.info(
@@ -190,9 +191,9 @@ class ResumableOptunaSweeper(Sweeper):
             exhausted = isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study)
             if remaining <= 0 or exhausted:
                 return
-            trials = _within_total(study, [study.ask() for _ in range(min(remaining, self.n_jobs))], total)
-            if trials:
-                self._run_batch(study, space, trials)
+            asked = _within_total(study, [study.ask() for _ in range(min(remaining, self.n_jobs))], total)
+            if asked:
+                self._run_batch(study, space, asked)
 
     def _run_batch(self, study: optuna.Study, space: SearchSpace, trials: list[optuna.trial.Trial]) -> None:
         """Draw each trial's values, launch the batch, tell each result."""
@@ -232,6 +233,7 @@ class ResumableOptunaSweeper(Sweeper):
         if overlap:
             raise ConfigError(f"{', '.join(sorted(overlap))} is both fixed and searched; drop one of the two")
         folder = self.sweep_dir / str(trial.number)
+        liveness.claim(trial)
         if finished_outputs(folder):
             raise ConfigError(
                 f"trial {trial.number}'s folder {folder} holds another run (a study of the same name started again?); "
