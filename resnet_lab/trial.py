@@ -24,6 +24,8 @@ from resnet_lab.config.schema import PrunerConfig, PrunerKind
 
 log = logging.getLogger(__name__)
 
+CURVE_ATTR = "curve"  # {epoch: objective} of a trial in a study of several objectives
+
 # Live trial handles of the jobs the sweeper runs right now, by resolved run folder: filled by
 # `live_trials` for the length of one batch, empty otherwise.
 _LIVE: dict[str, Any] = {}
@@ -66,6 +68,7 @@ class TrialReporter:
 
     def __init__(self, handle: Any, pruner: Any = None) -> None:
         self.handle, self.prunes = handle, pruner is not None
+        self.curve: dict[str, float] | None = {} if len(handle.study.directions) > 1 else None
         if pruner is not None:
             handle.study.pruner = pruner
 
@@ -83,6 +86,12 @@ class TrialReporter:
         last epoch is never pruned: stopping there saves nothing and would discard a finished
         result. A storage that fails here costs the curve (and the pruning), never the run."""
         try:
+            if self.curve is not None:
+                # Optuna keeps intermediate values of single-objective studies only: a study of
+                # several objectives holds each trial's curve as its `curve` attribute instead.
+                self.curve[str(epoch)] = value
+                self.handle.set_user_attr(CURVE_ATTR, dict(self.curve))
+                return False
             self.handle.report(value, epoch)
             return self.prunes and not last and self.handle.should_prune()
         except Exception as error:

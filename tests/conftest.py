@@ -100,6 +100,10 @@ def add_finished_trial(study: Any, max_lr_bounds: tuple[float, float], curve: di
     }
     params = {"scheduler.max_lr": (low * high) ** 0.5, "optimizer.weight_decay": 1e-4}
     study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=curve[max(curve)], intermediate_values=curve))
+    from resnet_lab.sweep.optuna_sweeper import SELECTION_ATTR, selection
+
+    data = compose_config(["hparams_search=optuna"]).data  # the split a default sweep measures on
+    study.set_user_attr(SELECTION_ATTR, selection(data.val_fraction, data.split_seed))
 
 
 def write_image_folder(root: Path, train_per_class: int = 24, test_per_class: int = 8, classes: list[str] = CLASSES) -> Path:

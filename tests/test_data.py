@@ -158,6 +158,20 @@ def test_subsets_and_validation_split(tmp_path):
         load_splits(data_config(["data=image_folder", f"data.root={root}", "data.train_subset=31"]), root)
 
 
+def test_a_validation_split_holds_out_the_same_share_of_each_class_and_keeps_the_test_split_apart(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=10, test_per_class=4)
+    cfg = data_config(["data=image_folder", f"data.root={root}", "data.val_fraction=0.2"])
+    held = load_splits(cfg, root)
+    assert held.eval_name == "val" and torch.bincount(held.eval_labels).tolist() == [2, 2, 2], "stratified: 20% of each class"
+    assert torch.bincount(held.train_labels).tolist() == [8, 8, 8]
+    assert held.test_labels is not None and torch.bincount(held.test_labels).tolist() == [4, 4, 4], "the test split is kept, whole"
+    again = load_splits(cfg, root)
+    assert torch.equal(again.eval_images, held.eval_images), "the same rows for every run with the same data.split_seed"
+    other = load_splits(data_config(["data=image_folder", f"data.root={root}", "data.val_fraction=0.2", "data.split_seed=5"]), root)
+    assert not torch.equal(other.eval_images, held.eval_images)
+    assert load_splits(data_config(["data=image_folder", f"data.root={root}"]), root).test_images is None
+
+
 def test_loader_batches_shuffles_by_seed_and_normalises():
     images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(50)

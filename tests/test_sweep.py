@@ -100,6 +100,7 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
         f"data.root={tmp_path / 'im'}",
         *TINY,
         "trainer.epochs=1",
+        "data.val_fraction=0.1",
         "scheduler.max_lr=0.01,0.05,0.1",
         "hydra.sweep.dir=grid",
         cwd=tmp_path,
@@ -108,6 +109,7 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     summary_file = tmp_path / "grid" / "sweep_summary.json"
     summary = json.loads(summary_file.read_text())
     assert summary["kind"] == "grid" and summary["n_complete"] == 3
+    assert summary["ranked_on"] == "val" and all(t["test_value"] is not None for t in summary["trials"]), "ranked on validation, test beside"
     assert [t["params"]["scheduler.max_lr"] for t in summary["trials"]] == [0.01, 0.05, 0.1]
     assert (tmp_path / "grid" / "accuracy_vs_max_lr.png").is_file()
     summary_file.unlink()
@@ -317,3 +319,20 @@ def test_two_objectives_give_a_pareto_front_of_accuracy_and_training_time(tmp_pa
     report = json.loads((tmp_path / "front" / "sweep_summary.json").read_text())
     assert sorted(t["number"] for t in report["pareto_front"]) == sorted(t.number for t in study.best_trials) != []
     assert all(len(t["values"]) == 2 for t in report["trials"]) and (tmp_path / "front" / "pareto_front.png").stat().st_size > 5_000
+
+
+def test_a_sweep_selects_on_held_out_images_records_each_trials_test_accuracy_and_never_mixes_splits(tmp_path):
+    done = sweep(tmp_path, "held", "hparams_search.max_lr_bounds=[0.01,0.1]", "hydra.sweeper.n_trials=2")
+    assert done.returncode == 0, done.stderr
+    trials = finished(tmp_path)
+    assert optuna.load_study(study_name="resnet_lab", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}").user_attrs["selected_on"].startswith("val")
+    for trial in trials:
+        summary = json.loads((Path(trial.user_attrs["run_dir"]) / "summary.json").read_text())
+        assert summary["eval_split"] == "val" and trial.value == pytest.approx(summary["objective"]), "the study sees validation values only"
+        assert summary["test"]["images"] == 24 and 0 <= summary["test"]["acc"] <= 1
+    report = json.loads((tmp_path / "held" / "sweep_summary.json").read_text())
+    best = report["best"]
+    assert report["ranked_on"].startswith("val") and best["test_value"] is not None and best["value"] == max(t.value for t in trials)
+    mixed = sweep(tmp_path, "mixed", "hparams_search.max_lr_bounds=[0.01,0.1]", "hydra.sweeper.n_trials=3", "data.val_fraction=0")
+    assert mixed.returncode == 2 and "selected its trials on val" in mixed.stderr and "would measure them on test" in mixed.stderr, mixed.stderr
+    assert len(finished(tmp_path)) == 2

@@ -29,6 +29,8 @@ class Splits:
     eval_labels: torch.Tensor
     classes: list[str]
     eval_name: str  # "test", or "val" when data.val_fraction > 0
+    test_images: torch.Tensor | None = None  # beside a validation split, the test split: scored once, at the end
+    test_labels: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -36,26 +38,31 @@ class Splits:
 
 
 def load_splits(cfg: DataConfig, root: Path) -> Splits:
+    """Train and evaluation splits; with data.val_fraction > 0 the evaluation split is held out of
+    the training images, the same share of each class (by data.split_seed, so every run with the
+    same settings holds out the same rows), and the test split is kept apart for one final score."""
     train, test, classes = _read(cfg, root)
     generator = torch.Generator().manual_seed(cfg.split_seed)
     train_order = torch.randperm(train[0].shape[0], generator=generator)
-    eval_name = "test"
-    if cfg.val_fraction > 0:
-        n_val = max(1, round(cfg.val_fraction * len(train_order)))
-        val_index, train_order = train_order[:n_val], train_order[n_val:]
-        test = (train[0][val_index], train[1][val_index])
-        eval_name = "val"
-    train_index = _subset(train_order, cfg.train_subset, "data.train_subset")
     test_order = torch.randperm(test[0].shape[0], generator=generator)
     test_index = _subset(test_order, cfg.test_subset, "data.test_subset")
-    return Splits(
-        train_images=train[0][train_index],
-        train_labels=train[1][train_index],
-        eval_images=test[0][test_index],
-        eval_labels=test[1][test_index],
-        classes=classes,
-        eval_name=eval_name,
-    )
+    kept_test = (test[0][test_index], test[1][test_index])
+    if cfg.val_fraction > 0:
+        val_index, train_order = _stratified_holdout(train_order, train[1], cfg.val_fraction)
+        train_index = _subset(train_order, cfg.train_subset, "data.train_subset")
+        return Splits(train[0][train_index], train[1][train_index], train[0][val_index], train[1][val_index], classes, "val", *kept_test)
+    train_index = _subset(train_order, cfg.train_subset, "data.train_subset")
+    return Splits(train[0][train_index], train[1][train_index], *kept_test, classes, "test")
+
+
+def _stratified_holdout(order: torch.Tensor, labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out indices, the rest): the first `fraction` of each class in the shuffled `order`."""
+    ordered_labels = labels[order]
+    held = torch.zeros(len(order), dtype=torch.bool)
+    for label in ordered_labels.unique():
+        members = torch.nonzero(ordered_labels == label).flatten()
+        held[members[: max(1, round(fraction * len(members)))]] = True
+    return order[held].sort().values, order[~held]
 
 
 RESIDENT: ProcessCache[Splits] = ProcessCache("resident splits", capacity=1)  # the latest job's, on its device
@@ -81,6 +88,8 @@ def resident_splits(cfg: DataConfig, root: Path, device: torch.device) -> Splits
                 train_labels=splits.train_labels.to(device),
                 eval_images=splits.eval_images.to(device),
                 eval_labels=splits.eval_labels.to(device),
+                test_images=None if splits.test_images is None else splits.test_images.to(device),
+                test_labels=None if splits.test_labels is None else splits.test_labels.to(device),
             ),
         )
     return resident

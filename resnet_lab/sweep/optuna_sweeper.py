@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUGGESTION_ATTR = "lr_finder_suggestion"
+SELECTION_ATTR = "selected_on"
 SPACE_ATTR = "search_space"
 STUDY_FILE = "study.json"
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
@@ -113,6 +114,8 @@ class ResumableOptunaSweeper(Sweeper):
                 sweep_dir.mkdir(parents=True, exist_ok=True)
                 self._share_storage(sweep_dir)
             study = optuna.create_study(study_name=self.study_name, storage=self.opened, directions=self.directions, load_if_exists=True)
+            if search is not None:
+                _keep_one_selection(study, selection(float(self.task_config.data.val_fraction), int(self.task_config.data.split_seed)))
             window, bounds, suggestion = self._lr_window(search, study, sweep_dir) if search is not None else ({}, None, None)
             space = _parse([f"{k}={v}" for k, v in {**self.params, **window}.items()] + list(arguments))
             total = self._prepare_sampler(study, space)
@@ -442,6 +445,30 @@ def _log_space(low: float, high: float, grid_points: int | None) -> str:
         return f"tag(log, interval({low:.6g}, {high:.6g}))"
     ratio = (high / low) ** (1 / (grid_points - 1))
     return "choice(" + ", ".join(f"{low * ratio**i:.4g}" for i in range(grid_points)) + ")"
+
+
+def selection(val_fraction: float, split_seed: int) -> str:
+    """The split a study's values are measured on, as the study records it."""
+    return f"val (data.val_fraction={val_fraction:g}, data.split_seed={split_seed})" if val_fraction > 0 else "test"
+
+
+def _keep_one_selection(study: optuna.Study, split: str) -> None:
+    """A study's values are all measured on one split: test accuracies and validation accuracies
+    (or two validation splits) would mislead its sampler, pruner and report. A study that holds
+    trials with values from before the split was recorded selected on test, the default then
+    (trials only enqueued have no values yet)."""
+    import optuna
+
+    valued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    stored = study.user_attrs.get(SELECTION_ATTR) or ("test" if valued else None)
+    if stored is None:
+        study.set_user_attr(SELECTION_ATTR, split)
+        return
+    if stored != split:
+        raise ConfigError(
+            f"study '{study.study_name}' selected its trials on {stored}; this sweep would measure them on {split}: continue it with "
+            "its data settings, or start a separate study with hydra.sweeper.study_name=<new name>"
+        )
 
 
 def _keep_one_search_space(study: optuna.Study, space: dict[str, str]) -> None:

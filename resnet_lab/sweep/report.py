@@ -33,6 +33,7 @@ class TrialRecord:
     fail_reason: str | None = None
     curve: dict[int, float] = field(default_factory=dict)  # objective after each evaluated epoch (Optuna's intermediate values)
     values: list[float] | None = None  # every objective's value, in a study of several (value is the first)
+    test_value: float | None = None  # beside a validation split: the trial's test accuracy, scored once at its end (never selected on)
 
     @property
     def score(self) -> float:
@@ -56,6 +57,7 @@ class SweepReport:
     study: dict[str, Any] = field(default_factory=dict)
     direction: str = "maximize"  # the study's (hydra.sweeper.direction); grid multiruns maximise accuracy
     pareto: list[int] = field(default_factory=list)  # with several objectives: the trials no other trial beats in all
+    ranked_on: str | None = None  # the split the trials' values were measured on ("val" or "test"; None: not a resnet_lab run)
 
     @property
     def complete(self) -> list[TrialRecord]:
@@ -84,8 +86,11 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
             params=dict(t.params),
             run_dir=t.user_attrs.get("run_dir"),
             fail_reason=t.user_attrs.get("fail_reason", interrupted.get(t.number)),
-            curve={int(step): float(value) for step, value in sorted(t.intermediate_values.items())},
+            curve={
+                int(step): float(value) for step, value in sorted((t.intermediate_values or t.user_attrs.get("curve") or {}).items(), key=lambda kv: int(kv[0]))
+            },
             values=list(t.values) if t.values and len(t.values) > 1 else None,
+            test_value=_test_value(Path(t.user_attrs["run_dir"])),
         )
         for t in study.get_trials(deepcopy=False)
         if t.user_attrs.get("run_dir") and Path(t.user_attrs["run_dir"]).parent == here
@@ -93,7 +98,22 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
     direction = study.directions[0].name.lower()  # several objectives: the report ranks by the first
     here_numbers = {r.number for r in records}
     pareto = sorted(t.number for t in study.best_trials if t.number in here_numbers) if len(study.directions) > 1 else []
-    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction, pareto)
+    ranked_on = study.user_attrs.get("selected_on")
+    return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction, pareto, ranked_on)
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _test_value(run_dir: Path) -> float | None:
+    """A run's test accuracy when it selected on a validation split (TTA when the run used it)."""
+    test = _summary(run_dir).get("test") or {}
+    value = test.get("tta_acc") if test.get("tta_acc") is not None else test.get("acc")
+    return None if value is None else float(value)
 
 
 def from_job_dirs(sweep_dir: Path) -> SweepReport:
@@ -101,6 +121,7 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
     folders, like an Optuna sweep's, however the sweep folder was named)."""
     sweep_dir = sweep_dir.resolve()
     records = []
+    splits: set[str] = set()
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     if not jobs:
         raise DataError(f"{sweep_dir} holds no sweep: no study.json and no numbered job folders; pass a multirun/<date>/<time> directory")
@@ -109,14 +130,15 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
         overrides = [str(item) for item in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
         params = dict(item.split("=", 1) for item in overrides if "=" in item and not item.startswith("hydra"))
         params = {key: _number(value) for key, value in params.items()}
-        summary_file = job / "summary.json"
-        if summary_file.is_file():
-            summary = json.loads(summary_file.read_text())
+        summary = _summary(job)
+        if summary:
             value = summary.get("objective", summary["final"]["eval_acc"])  # summaries before TTA have no objective
-            records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job)))
+            records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job), test_value=_test_value(job)))
+            splits.add(str(summary.get("eval_split", "test")))
         else:
             records.append(TrialRecord(int(job.name), "FAIL", None, params, str(job), "no summary.json: the job failed or is unfinished"))
-    return SweepReport("grid", str(sweep_dir), records)
+    # Jobs of one multirun may differ in data.val_fraction: then they were scored on different splits.
+    return SweepReport("grid", str(sweep_dir), records, ranked_on="/".join(sorted(splits)) or None)
 
 
 def _number(text: str) -> Any:
@@ -140,6 +162,7 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
             "n_complete": len(report.complete),
             "n_failed": sum(t.state == "FAIL" for t in report.trials),
             "n_pruned": sum(t.state == "PRUNED" for t in report.trials),
+            "ranked_on": report.ranked_on,
             "best": asdict(best) if best else None,
             "pareto_front": [asdict(t) for t in report.trials if t.number in report.pareto],
             "trials": [asdict(t) for t in report.trials],
@@ -158,7 +181,9 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
     else:
         plots.append(_plot_accuracy_vs_lr(report, out / "accuracy_vs_max_lr.png"))
     made = [p for p in plots if p is not None]
-    log.info("sweep report: %d trials (%d complete), best %s -> %s", len(report.trials), len(report.complete), best and best.value, out)
+    test = "" if best is None or best.test_value is None else f" (its test accuracy, never selected on: {best.test_value:.4f})"
+    ranked = f" on {report.ranked_on}" if report.ranked_on else ""
+    log.info("sweep report: %d trials (%d complete), best%s %s%s -> %s", len(report.trials), len(report.complete), ranked, best and best.value, test, out)
     return made
 
 
@@ -166,9 +191,9 @@ def _write_csv(path: Path, trials: list[TrialRecord]) -> None:
     keys = sorted({k for t in trials for k in t.params})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", *keys, "run_dir", "fail_reason"])
+    writer.writerow(["number", "state", "value", "test_value", *keys, "run_dir", "fail_reason"])
     for t in trials:
-        writer.writerow([t.number, t.state, t.value, *(t.params.get(k) for k in keys), t.run_dir, t.fail_reason])
+        writer.writerow([t.number, t.state, t.value, t.test_value, *(t.params.get(k) for k in keys), t.run_dir, t.fail_reason])
     with atomic_write(path, "w") as handle:
         handle.write(buffer.getvalue())
 
@@ -269,8 +294,10 @@ def _plot_importances(study, numbers: set[int], path: Path) -> Path | None:
         return None
     mine = optuna.create_study(directions=study.directions)
     mine.add_trials(complete)
-    first_objective = (lambda t: t.values[0]) if len(study.directions) > 1 else None
-    importances = optuna.importance.get_param_importances(mine, target=first_objective)
+    # The evaluator ranks parameters by what makes the target low: a maximised first objective is
+    # negated, so the importances are those of a good value, whichever the direction.
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    importances = optuna.importance.get_param_importances(mine, target=lambda t: sign * t.values[0])
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 3))
     names = list(importances)[::-1]

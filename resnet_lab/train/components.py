@@ -34,6 +34,7 @@ class Components:
     classes: list[str]
     eval_name: str
     world: World | None = None  # this rank's place under trainer.strategy=ddp; None: one process
+    test_loader: DeviceLoader | None = None  # beside a validation split: the test split, scored once at the end
     compile_mode: str | None = None  # torch.compile mode; None: eager
     compiled: nn.Module | None = None  # `model` under torch.compile, shared with earlier jobs (one process only)
 
@@ -78,5 +79,8 @@ def build_components(run: RunConfig, slot: tuple[int, int] | None = None) -> Com
         **loader_options,
     )
     eval_loader = DeviceLoader(splits.eval_images, splits.eval_labels, data_cfg.eval_batch_size, **loader_options)
+    test_loader = None
+    if splits.test_images is not None and splits.test_labels is not None:
+        test_loader = DeviceLoader(splits.test_images, splits.test_labels, data_cfg.eval_batch_size, **loader_options)
     precision = select_precision(trainer_cfg, device)
-    return Components(model, train_loader, eval_loader, device, precision, splits.classes, splits.eval_name, world, mode, compiled)
+    return Components(model, train_loader, eval_loader, device, precision, splits.classes, splits.eval_name, world, test_loader, mode, compiled)

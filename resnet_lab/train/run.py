@@ -19,8 +19,9 @@ import torch
 from hydra.utils import to_absolute_path
 
 from resnet_lab.config import RunConfig
-from resnet_lab.config.schema import Objective
+from resnet_lab.config.schema import Objective, TTAMode
 from resnet_lab.data.datasets import ensure_readable
+from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, TrialPruned, UnsafeCheckpointError
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.explain.gradcam import target_layer, target_layer_name
@@ -122,6 +123,7 @@ class PreparedRun:
     max_lr: float
     max_lr_source: str
     resumed_from: str | None
+    test_loader: DeviceLoader | None = None  # beside a validation split; None under ddp (scored by no rank)
 
 
 def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resume: tuple[Path, dict] | None) -> PreparedRun:
@@ -145,7 +147,8 @@ def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resu
     if main and trainer.device.type == "cpu":
         why = "trainer.device=cpu" if torch.cuda.is_available() else "no CUDA"
         trainer.step_hooks.append(CpuEstimate((run.trainer.epochs - len(trainer.history)) * len(trainer.train_loader), why))
-    return PreparedRun(trainer, classes, eval_name, max_lr, max_lr_source, resumed_from)
+    test_loader = parts.test_loader if parts.world is None else None
+    return PreparedRun(trainer, classes, eval_name, max_lr, max_lr_source, resumed_from, test_loader)
 
 
 def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict, tracker: Tracker, main: bool) -> list[EpochMetrics]:
@@ -232,7 +235,7 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
 def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float) -> float:
     """summary.json, curves, the GradCAM gallery and the tracker's copies; returns the objective."""
     trainer, classes, eval_name, run_dir = prepared.trainer, prepared.classes, prepared.eval_name, job.run_dir
-    summary = _write_summary(run, job, prepared, history, tracker, started)
+    summary = _write_summary(run, job, prepared, history, tracker, started, **_test_scores(prepared))
     if run.gallery is not None:
         cells = explain_misclassified(trainer.model, trainer.eval_loader.unsharded(), classes, run.gallery, run_dir)
         tracker.log_table(
@@ -267,6 +270,18 @@ def _write_summary(
     write_json(job.run_dir / "summary.json", summary)
     plot_curves(job.run_dir / "curves.png", history, prepared.eval_name)
     return summary
+
+
+def _test_scores(prepared: PreparedRun) -> dict[str, dict[str, float | int | None]]:
+    """Beside a validation split (what the run selected and reported on), the final model's score
+    on the test split, measured once, at the end: {"test": {acc, tta_acc, images}}, or nothing."""
+    trainer, loader = prepared.trainer, prepared.test_loader
+    if loader is None:
+        return {}
+    accuracy = trainer.evaluate(loader)[1]
+    tta = trainer.evaluate(loader, tta=trainer.tta)[1] if trainer.tta != TTAMode.none else None
+    log.info("test accuracy of the final model (measured once, not used for selection): %.2f%%", 100 * (accuracy if tta is None else tta))
+    return {"test": {"acc": accuracy, "tta_acc": tta, "images": len(loader.labels)}}
 
 
 def sweep_objectives(run: RunConfig, run_dir: Path, accuracy: float) -> float | tuple[float, ...]:
