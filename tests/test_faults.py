@@ -57,9 +57,12 @@ def start(root: Path, args: list[str], run_dir: str) -> subprocess.Popen:
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Until `path` exists; a process that ends first, or a deadline that passes, fails the test
+    here, by name, rather than as a puzzling error further on."""
     deadline = time.time() + timeout
     while not path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
+    assert path.exists(), f"{path} did not appear (process exit code {process.poll()}, waited up to {timeout:.0f} s)"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

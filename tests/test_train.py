@@ -79,6 +79,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
     deadline = time.time() + 300
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
+    assert checkpoint.exists(), f"no checkpoint within 300 s (exit code {process.poll()})"
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_after = load_checkpoint(checkpoint)["epoch"]
