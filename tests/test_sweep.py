@@ -110,6 +110,7 @@ def test_grid_multirun_gets_a_summary_and_the_report_cli_rebuilds_it(tmp_path):
     summary = json.loads(summary_file.read_text())
     assert summary["kind"] == "grid" and summary["n_complete"] == 3
     assert summary["ranked_on"] == "val" and all(t["test_value"] is not None for t in summary["trials"]), "ranked on validation, test beside"
+    assert all(list(t["curve"]) == ["1"] and t["curve"]["1"] == t["value"] for t in summary["trials"]), "each job's curve, from its metrics.csv"
     assert [t["params"]["scheduler.max_lr"] for t in summary["trials"]] == [0.01, 0.05, 0.1]
     assert (tmp_path / "grid" / "accuracy_vs_max_lr.png").is_file()
     summary_file.unlink()
@@ -270,6 +271,8 @@ def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_
     report = json.loads((tmp_path / "p" / "sweep_summary.json").read_text())
     assert report["n_pruned"] == 1 and report["n_complete"] == 2 and report["n_failed"] == 0 and report["best"]["number"] != 1
     assert "failed" not in (report["trials"][1].get("fail_reason") or "")
+    assert f"pruned after epoch {epoch}; rerun it to the end: python -m resnet_lab.reproduce {run_dir}" in result.stdout
+    assert "Error executing job" not in result.stderr, "a pruned trial is a result, not a failed job"
 
     # Continued with one epoch per trial and another hopeless trial: its only epoch is below the
     # median, but a last epoch is never pruned (stopping there saves nothing), so it completes.

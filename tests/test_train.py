@@ -17,6 +17,7 @@ from conftest import BARE_ENV, TINY, compose_config, configured_model, run_main,
 from resnet_lab.config import validate
 from resnet_lab.job import JobContext
 from resnet_lab.train.checkpoint import load_checkpoint
+from resnet_lab.train.cpu_estimate import duration
 from resnet_lab.train.run import run_training
 
 TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}
@@ -64,6 +65,7 @@ def test_cli_run_directory_holds_every_output(image_root, tmp_path):
     assert {"model", "optimizer", "scheduler", "train_loader", "torch_rng"} <= set(checkpoint["trainer"])
     estimate = next(line for line in (run / "train.log").read_text().splitlines() if "training on the CPU at" in line)
     assert ("no CUDA" if not torch.cuda.is_available() else "trainer.device=cpu") in estimate and "the whole run (18 steps) takes about" in estimate
+    assert [duration(2.4), duration(75), duration(3700)] == ["2 s", "1 min", "1 h 02 min"], "a short run is not rounded up to a minute"
 
 
 @pytest.mark.slow

@@ -102,6 +102,20 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
     return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction, pareto, ranked_on)
 
 
+def _curve(run_dir: Path, final: float) -> dict[int, float]:
+    """A grid job's objective after each evaluated epoch, from its metrics.csv (the last epoch's is
+    the job's objective, with TTA when the run used it), as an Optuna trial's intermediate values."""
+    try:
+        with open(run_dir / "metrics.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return {}
+    curve = {int(row["epoch"]): float(row["eval_acc"]) for row in rows if row.get("eval_acc") not in (None, "", "nan")}
+    if rows:
+        curve[int(rows[-1]["epoch"])] = float(final)
+    return curve
+
+
 def _summary(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((run_dir / "summary.json").read_text())
@@ -133,7 +147,7 @@ def from_job_dirs(sweep_dir: Path) -> SweepReport:
         summary = _summary(job)
         if summary:
             value = summary.get("objective", summary["final"]["eval_acc"])  # summaries before TTA have no objective
-            records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job), test_value=_test_value(job)))
+            records.append(TrialRecord(int(job.name), "COMPLETE", value, params, str(job), curve=_curve(job, value), test_value=_test_value(job)))
             splits.add(str(summary.get("eval_split", "test")))
         else:
             records.append(TrialRecord(int(job.name), "FAIL", None, params, str(job), "no summary.json: the job failed or is unfinished"))

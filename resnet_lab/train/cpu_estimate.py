@@ -14,6 +14,8 @@ LONG_S = 20 * 60  # beyond this, name the quick recipe
 
 
 def duration(seconds: float) -> str:
+    if seconds < 59.5:
+        return f"{max(round(seconds), 1)} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 

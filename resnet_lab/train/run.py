@@ -85,6 +85,7 @@ def run_training(run: RunConfig, job: JobContext) -> float:
         except TrialPruned as pruned:
             _finish_pruned(run, job, prepared, tracker, started, pruned)
             exit_code = 0  # stopped on purpose: its W&B run ends cleanly
+            print(f"pruned after epoch {pruned.epoch}; rerun it to the end: python -m resnet_lab.reproduce {run_dir}")
             raise
         accuracy = _finish(run, job, prepared, history, tracker, started) if main else objective(history)
         exit_code = 0
