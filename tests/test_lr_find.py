@@ -93,6 +93,7 @@ def test_range_test_applies_decoupled_decay_at_its_steady_state_size():
 def test_lr_find_cli_writes_json_and_plot(image_root, tmp_path):
     result = run_main("resnet_lab.lr_find", "data=image_folder", f"data.root={image_root}", *TINY, "lr_finder.num_iter=40", "hydra.run.dir=lrf", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "{finder_name}" not in result.stdout + result.stderr, "torch-lr-finder's placeholder line is not shown"
     payload = json.loads((tmp_path / "lrf" / "lr_finder.json").read_text())
     assert {"lr", "loss", "steepest", "valley", "suggestion", "chosen", "why"} <= set(payload)
     assert payload["chosen"] == "valley" and payload["suggestion"] == payload["valley"]

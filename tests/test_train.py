@@ -17,7 +17,7 @@ from conftest import BARE_ENV, TINY, compose_config, configured_model, run_main,
 from resnet_lab.config import validate
 from resnet_lab.job import JobContext
 from resnet_lab.train.checkpoint import load_checkpoint
-from resnet_lab.train.cpu_estimate import duration
+from resnet_lab.train.progress import CpuEstimate, ProgressLog, duration
 from resnet_lab.train.run import run_training
 
 TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}
@@ -149,3 +149,23 @@ def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
     accuracy = run_training(validate(cfg), JobContext(tmp_path / "run"))
     print(f"JPEG-copy CPU test accuracy after 2 epochs: {accuracy:.4f}")
     assert accuracy >= 0.25
+
+
+def test_without_a_terminal_a_progress_line_comes_at_least_every_30_s_and_the_cpu_estimate_within_20_s(caplog):
+    """A clock the test steps by hand: 10 s per training step."""
+    now = iter(float(10 * t) for t in range(100))
+    progress = ProgressLog(total_steps=20, clock=lambda: next(now))
+    with caplog.at_level("INFO", logger="resnet_lab.train.progress"):
+        for _ in range(7):
+            progress()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["progress: step 3 of 20 (15%), 30 s elapsed, about 3 min left", "progress: step 6 of 20 (30%), 1 min elapsed, about 2 min left"]
+    caplog.clear()
+    ticks = iter(float(10 * t) for t in range(100))
+    estimate = CpuEstimate(total_steps=100, why="no CUDA", clock=lambda: next(ticks))
+    with caplog.at_level("WARNING", logger="resnet_lab.train.progress"):
+        for _ in range(5):
+            estimate()
+    assert [r.getMessage() for r in caplog.records] == ["no CUDA: training on the CPU at 10.00 s per step; the whole run (100 steps) takes about 17 min"], (
+        "told after 20 s of timed steps, not after the 5 timed steps the fast case waits for"
+    )

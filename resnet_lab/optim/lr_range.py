@@ -120,16 +120,17 @@ def range_test(
     finder = LRFinder(model, optimizer, criterion, device=device, **amp)
     hook = optimizer.register_step_pre_hook(_in_group_units)
     try:
-        finder.range_test(
-            TrainDataLoaderIter(train_loader),
-            val_loader=_EvalBatches(eval_loader) if cfg.use_val_loss and eval_loader is not None else None,
-            start_lr=cfg.start_lr,
-            end_lr=cfg.end_lr,
-            num_iter=cfg.num_iter,
-            step_mode=StepMode(cfg.step_mode).value,
-            smooth_f=cfg.smoothing,
-            diverge_th=cfg.diverge_threshold,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # its closing print names a placeholder ("{finder_name}.plot()"), not our result
+            finder.range_test(
+                TrainDataLoaderIter(train_loader),
+                val_loader=_EvalBatches(eval_loader) if cfg.use_val_loss and eval_loader is not None else None,
+                start_lr=cfg.start_lr,
+                end_lr=cfg.end_lr,
+                num_iter=cfg.num_iter,
+                step_mode=StepMode(cfg.step_mode).value,
+                smooth_f=cfg.smoothing,
+                diverge_th=cfg.diverge_threshold,
+            )
     finally:
         hook.remove()
         finder.reset()

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -32,12 +33,12 @@ from resnet_lab.optim.schedulers import build_scheduler
 from resnet_lab.track import Tracker, build_tracker
 from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
 from resnet_lab.train.components import Components, build_components
-from resnet_lab.train.cpu_estimate import CpuEstimate
 from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import git_commit
 from resnet_lab.train.loop import EpochCallback, EpochMetrics, LoopOptions, Trainer, TrainingInterrupted
 from resnet_lab.train.lr_auto import resolve_max_lr
 from resnet_lab.train.outputs import plot_curves, write_metrics_csv
+from resnet_lab.train.progress import CpuEstimate, ProgressLog
 from resnet_lab.train.torchrun import world
 from resnet_lab.trial import TrialReporter
 
@@ -145,9 +146,12 @@ def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resu
         trainer.load_state_dict(state["trainer"])
         log.info("resumed from %s after epoch %d", path, state["epoch"])
         resumed_from = str(path)
+    steps_left = (run.trainer.epochs - len(trainer.history)) * len(trainer.train_loader)
     if main and trainer.device.type == "cpu":
         why = "trainer.device=cpu" if torch.cuda.is_available() else "no CUDA"
-        trainer.step_hooks.append(CpuEstimate((run.trainer.epochs - len(trainer.history)) * len(trainer.train_loader), why))
+        trainer.step_hooks.append(CpuEstimate(steps_left, why))
+    if main and not (run.trainer.progress and sys.stderr.isatty()):
+        trainer.step_hooks.append(ProgressLog(steps_left))  # no progress bar shows: a line every 30 s instead
     test_loader = parts.test_loader if parts.world is None else None
     return PreparedRun(trainer, classes, eval_name, max_lr, max_lr_source, resumed_from, test_loader)
 
