@@ -65,17 +65,23 @@ def scores(logits, labels, classes: list[str]) -> Scores:
     )
 
 
-def rebuild(location: Path, extra: list[str]):
-    """(typed config, trainer holding the run's final weights over the data its config and
-    `extra` describe, classes, evaluation split name, checkpoint path, where the config was read)."""
-    from resnet_lab.errors import DataError
+def saved_run(location: Path, extra: list[str]):
+    """(typed config with `extra` on top, where it was read, the checkpoint's path, its loaded
+    state): everything a command reads of a saved run, read once and checked before any data."""
     from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
-    from resnet_lab.train.components import build_components
-    from resnet_lab.train.run import build_trainer
 
     run, source = saved_run_config(location, extra)
     checkpoint = resolve_checkpoint(location)
-    state = load_checkpoint(checkpoint)
+    return run, source, checkpoint, load_checkpoint(checkpoint)
+
+
+def rebuild(run, checkpoint: Path, state: dict):
+    """(trainer holding the run's final weights over the data `run` describes, classes,
+    evaluation split name)."""
+    from resnet_lab.errors import DataError
+    from resnet_lab.train.components import build_components
+    from resnet_lab.train.run import build_trainer
+
     parts = build_components(run)
     saved_classes = list(state.get("classes") or [])
     if saved_classes and saved_classes != parts.classes:
@@ -88,23 +94,26 @@ def rebuild(location: Path, extra: list[str]):
     except (RuntimeError, KeyError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{checkpoint} does not fit the model its config describes ({first})") from error
-    return run, trainer, classes, eval_name, checkpoint, source
+    return trainer, classes, eval_name
 
 
 def evaluate(location: Path, extra: list[str]):
-    """(typed config, what was evaluated, scores by TTA mode: 'none' and the run's own mode if it has one)."""
+    """(typed config, what was evaluated, scores by TTA mode: 'none' and the run's own mode if it
+    has one, what the run recorded at its end)."""
     import torch
 
     from resnet_lab.config.schema import TTAMode
 
-    run, trainer, classes, eval_name, checkpoint, source = rebuild(location, extra)
+    run, source, checkpoint, state = saved_run(location, extra)
+    recorded = recorded_accuracy(checkpoint)  # a damaged summary.json is refused before the data is read
+    trainer, classes, eval_name = rebuild(run, checkpoint, state)
     modes = [TTAMode.none] + ([trainer.tta] if trainer.tta != TTAMode.none else [])
     results = {}
     for mode in modes:
         logits, labels = zip(*trainer.predictions(trainer.eval_loader, mode))
         results[mode.value] = scores(torch.cat(logits).float(), torch.cat(labels), classes)
     what = {"location": str(location), "config_from": source, "checkpoint": str(checkpoint), "split": eval_name, "images": len(trainer.eval_loader.labels)}
-    return run, what, results
+    return run, what, results, recorded
 
 
 def write_outputs(out: Path, what: dict, results: dict[str, Scores], recorded: dict | None) -> None:
@@ -167,9 +176,8 @@ def recorded_accuracy(checkpoint: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
-    from resnet_lab.reproduce import load_saved_config, run_location
+    from resnet_lab.reproduce import run_location
     from resnet_lab.run_folder import claim_output_folder, discard_if_empty
-    from resnet_lab.train.checkpoint import resolve_checkpoint
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -190,14 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
     try:
         location = run_location(args[0], best)
-        load_saved_config(location)  # a folder that is not a run is named first
-        recorded = recorded_accuracy(resolve_checkpoint(location))  # every input is read before the work starts
         out = claim_output_folder(out)
     except ResnetLabError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
     try:
-        run, what, results = evaluate(location, extra)
+        run, what, results, recorded = evaluate(location, extra)
     except ResnetLabError as error:
         discard_if_empty(out)
         print(f"error: {one_line(error)}", file=sys.stderr)

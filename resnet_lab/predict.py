@@ -50,13 +50,10 @@ def load_model(location: Path):
     """(model on its device in eval mode, classes, run config) from a run's saved config and weights."""
     from resnet_lab.config.targets import build
     from resnet_lab.errors import DataError
-    from resnet_lab.evaluate import saved_run_config
-    from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from resnet_lab.evaluate import saved_run
     from resnet_lab.train.environment import select_device
 
-    run, _ = saved_run_config(location, [])
-    checkpoint = resolve_checkpoint(location)
-    state = load_checkpoint(checkpoint)
+    run, _, checkpoint, state = saved_run(location, [])
     classes = list(state.get("classes") or [])
     if not classes:
         raise DataError(f"{checkpoint} does not name its classes (saved by an older resnet_lab); evaluate it instead")

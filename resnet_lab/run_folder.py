@@ -35,17 +35,37 @@ SYSTEM_FOLDERS = tuple(
 _held: dict[Path, IO[str]] = {}  # run folders this process holds, with their open lock files
 
 
-def system_folder_problem(folder: Path) -> str | None:
-    """Why `folder` (absolute) is no place for outputs, or None."""
-    if folder.parent == folder:
-        return "is the root of a file system"
+def refuse_unusable(folder: Path, setting: str) -> None:
+    """Refuse a file-system root, the home folder, a system folder, or a file, as the place a run,
+    a sweep or a command writes into (`setting` names where it was given, e.g. "--out ")."""
     home = Path.home().resolve()
-    if folder == home:
-        return "is your home folder"
-    for system in SYSTEM_FOLDERS:
-        if folder == system or folder.is_relative_to(system):
-            return f"is a system folder ({system})"
-    return None
+    system = next((s for s in SYSTEM_FOLDERS if folder == s or folder.is_relative_to(s)), None)
+    problem = (
+        "is the root of a file system"
+        if folder.parent == folder
+        else "is your home folder"
+        if folder == home
+        else f"is a system folder ({system})"
+        if system is not None
+        else None
+    )
+    if problem:
+        raise ConfigError(f"{setting}{folder} {problem}; choose a folder of your own")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{setting}{folder} is a file, not a folder; choose another")
+
+
+def remove_empty_folders(folder: Path, stop: Path) -> None:
+    """`folder` and its parents, as long as each is empty and below `stop`: what a refused start
+    created, and nothing else."""
+    for candidate in (folder, *folder.parents):
+        if candidate == stop or not candidate.is_relative_to(stop):
+            break
+        if not candidate.exists():
+            continue  # already gone: its parents may still be empty
+        if not candidate.is_dir() or any(candidate.iterdir()):
+            break
+        candidate.rmdir()
 
 
 def finished_outputs(folder: Path) -> list[str]:
@@ -71,11 +91,7 @@ def check_run_folder(folder: Path, key: str, resume: bool, overwrite: bool) -> N
     """Refuse, before anything is written, a run folder that is a system folder, holds unrelated
     files, or holds a finished run that this run does not continue (`resume`) or replace
     (`overwrite`)."""
-    problem = system_folder_problem(folder)
-    if problem:
-        raise ConfigError(f"{key}={folder} {problem}; choose a folder of your own for the run's outputs")
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{key}={folder} is a file, not a folder; choose another {key}")
+    refuse_unusable(folder, f"{key}=")
     if unrelated(folder):
         raise ConfigError(f"{key}={folder} already holds files that are not a resnet_lab run; choose an empty or new folder")
     if resume or overwrite:
@@ -149,10 +165,7 @@ def discard_untouched(folder: Path, log_name: str, stop: Path) -> None:
         return
     release(folder)
     shutil.rmtree(folder)
-    for parent in folder.parents:
-        if parent == stop or not parent.is_relative_to(stop) or any(parent.iterdir()):
-            break
-        parent.rmdir()
+    remove_empty_folders(folder.parent, stop)
 
 
 def claim_output_folder(folder: Path, flag: str = "--out") -> Path:
@@ -160,11 +173,7 @@ def claim_output_folder(folder: Path, flag: str = "--out") -> Path:
     file, not a system folder, not a folder that already holds files, and writable. Returns it
     absolute; `discard_if_empty` removes it again when the command fails."""
     folder = folder.expanduser().absolute()
-    problem = system_folder_problem(folder)
-    if problem:
-        raise ConfigError(f"{flag} {folder} {problem}; choose a folder of your own")
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{flag} {folder} is a file; give a folder (new or empty)")
+    refuse_unusable(folder, f"{flag} ")
     if folder.is_dir() and any(folder.iterdir()):
         raise ConfigError(f"{flag} {folder} already holds files; give a new or empty folder so that nothing there is replaced")
     try:
@@ -233,11 +242,7 @@ class RunFolderGuard(Callback):
     @staticmethod
     def _check_sweep(config: DictConfig) -> None:
         folder = Path(str(config.hydra.sweep.dir)).absolute()
-        problem = system_folder_problem(folder)
-        if problem:
-            raise ConfigError(f"hydra.sweep.dir={folder} {problem}; choose a folder of your own for the sweep")
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"hydra.sweep.dir={folder} is a file, not a folder; choose another hydra.sweep.dir")
+        refuse_unusable(folder, "hydra.sweep.dir=")
         time_named = "${now:" in str(plain_dict(config.hydra.sweep, resolve=False)["dir"])
         if time_named or not folder.is_dir() or not any(folder.iterdir()):
             return  # a time-named folder already taken gets a new name (sweep/callbacks.py: OwnSweepDirCallback)

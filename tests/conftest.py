@@ -189,6 +189,18 @@ def _in_slice(member: Path) -> bool:
     return len(parts) == 4 and parts[1] in JPEG_SLICE and member.stem.isdigit() and int(member.stem) < JPEG_SLICE[parts[1]]
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], Path]:
+    """(working folder, the tiny settings on its small image folder, a finished 1-epoch run's
+    folder): one per test module, which its tests read or copy but never change."""
+    root = tmp_path_factory.mktemp("finished")
+    write_image_folder(root / "im", train_per_class=24, test_per_class=4)
+    args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=1"]
+    done = run_main("resnet_lab.train", *args, "hydra.run.dir=run", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root, args, root / "run"
+
+
 def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m <module> <args>` as its own process: for what only a process shows (signals,
     kills, launchers, start-up, the environment a user's shell gives)."""

@@ -25,19 +25,8 @@ def fingerprint(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """(working folder, the tiny settings, a finished 1-epoch run's folder)."""
-    root = tmp_path_factory.mktemp("finished")
-    write_image_folder(root / "im", train_per_class=24, test_per_class=4)
-    args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=1"]
-    done = run_main("resnet_lab.train", *args, "hydra.run.dir=run", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root, args, root / "run"
-
-
-def test_a_new_run_into_a_finished_runs_folder_is_refused_and_changes_nothing(finished):
-    root, args, run = finished
+def test_a_new_run_into_a_finished_runs_folder_is_refused_and_changes_nothing(finished_run):
+    root, args, run = finished_run
     before = fingerprint(run)
     refused = run_main("resnet_lab.train", *args, "trainer.seed=7", f"hydra.run.dir={run}", cwd=root)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
@@ -58,16 +47,16 @@ def test_overwrite_replaces_a_finished_run_only_when_asked(tmp_path):
     assert both.returncode == 2 and "trainer.overwrite" in both.stderr, both.stderr
 
 
-def test_reproduce_never_writes_into_the_run_it_reproduces(finished):
-    root, _, run = finished
+def test_reproduce_never_writes_into_the_run_it_reproduces(finished_run):
+    root, _, run = finished_run
     before = fingerprint(run)
     refused = run_main("resnet_lab.reproduce", str(run), f"hydra.run.dir={run}", "trainer.seed=9", cwd=root)
     assert refused.returncode == 2 and "is the run being reproduced" in refused.stderr, refused.stderr
     assert fingerprint(run) == before
 
 
-def test_reproduce_reads_the_original_before_it_trains_and_refuses_a_damaged_summary(finished, tmp_path):
-    _, args, run = finished
+def test_reproduce_reads_the_original_before_it_trains_and_refuses_a_damaged_summary(finished_run, tmp_path):
+    _, args, run = finished_run
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(run), str(copy)], check=True)
     (copy / "summary.json").write_text("{not json")
@@ -76,8 +65,8 @@ def test_reproduce_reads_the_original_before_it_trains_and_refuses_a_damaged_sum
     assert not (tmp_path / "rerun").exists()  # refused before training
 
 
-def test_a_run_folder_is_held_by_one_process_and_a_second_is_refused_with_the_holders_pid(finished):
-    root, args, run = finished
+def test_a_run_folder_is_held_by_one_process_and_a_second_is_refused_with_the_holders_pid(finished_run):
+    root, args, run = finished_run
     hold(run)
     try:
         second = run_cli("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={run}", cwd=root)
@@ -110,8 +99,8 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 @pytest.mark.parametrize("where", ["/", "/etc", "/proc/resnet_lab_run"])
-def test_system_folders_are_refused_for_runs_and_sweeps_writing_nothing(finished, where):
-    root, args, _ = finished
+def test_system_folders_are_refused_for_runs_and_sweeps_writing_nothing(finished_run, where):
+    root, args, _ = finished_run
     before = sorted(os.listdir(where)) if os.path.isdir(where) else None
     run = run_cli("resnet_lab.train", *args, f"hydra.run.dir={where}", cwd=root)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "choose a folder of your own" in run.stderr, run.stderr
@@ -120,8 +109,8 @@ def test_system_folders_are_refused_for_runs_and_sweeps_writing_nothing(finished
     assert (sorted(os.listdir(where)) if os.path.isdir(where) else None) == before
 
 
-def test_a_folder_of_unrelated_files_is_refused_for_a_run_and_a_sweep(finished, tmp_path):
-    root, args, _ = finished
+def test_a_folder_of_unrelated_files_is_refused_for_a_run_and_a_sweep(finished_run, tmp_path):
+    root, args, _ = finished_run
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     for mode, key in (([], "hydra.run.dir"), (["-m", "trainer.seed=1,2"], "hydra.sweep.dir")):
@@ -130,8 +119,8 @@ def test_a_folder_of_unrelated_files_is_refused_for_a_run_and_a_sweep(finished, 
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
 
 
-def test_a_grid_multirun_into_an_earlier_multiruns_folder_is_refused(finished, tmp_path):
-    root, args, _ = finished
+def test_a_grid_multirun_into_an_earlier_multiruns_folder_is_refused(finished_run, tmp_path):
+    root, args, _ = finished_run
     first = run_main("resnet_lab.train", "-m", *args, "trainer.seed=1", f"hydra.sweep.dir={tmp_path / 'grid'}", cwd=root)
     assert first.returncode == 0, first.stderr
     before = fingerprint(tmp_path / "grid")
@@ -140,8 +129,8 @@ def test_a_grid_multirun_into_an_earlier_multiruns_folder_is_refused(finished, t
     assert fingerprint(tmp_path / "grid") == before
 
 
-def test_a_sweep_folder_of_another_study_is_refused_and_a_trial_folder_is_never_reused(finished, tmp_path):
-    root, args, _ = finished
+def test_a_sweep_folder_of_another_study_is_refused_and_a_trial_folder_is_never_reused(finished_run, tmp_path):
+    root, args, _ = finished_run
     sweep, db = tmp_path / "sweep", tmp_path / "a.db"
     settings = [*args, "hparams_search=optuna", "hparams_search.max_lr_bounds=[0.01,0.1]", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}"]
     first = run_main("resnet_lab.train", "-m", *settings, f"hydra.sweeper.storage=sqlite:///{db}", cwd=root)
@@ -163,8 +152,8 @@ def test_a_sweep_folder_of_another_study_is_refused_and_a_trial_folder_is_never_
 
 
 @pytest.mark.parametrize("command", ["resnet_lab.evaluate", "resnet_lab.predict", "resnet_lab.explain"])
-def test_an_output_folder_that_is_a_file_a_system_folder_or_not_empty_is_refused(finished, tmp_path, command):
-    root, _, run = finished
+def test_an_output_folder_that_is_a_file_a_system_folder_or_not_empty_is_refused(finished_run, tmp_path, command):
+    root, _, run = finished_run
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")

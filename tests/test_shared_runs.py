@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY, run_main, write_image_folder
+from conftest import run_main
 from resnet_lab.errors import DataError
 from resnet_lab.reproduce import checked_shared_config, overrides_for
 from resnet_lab.train.checkpoint import load_checkpoint
@@ -19,16 +19,6 @@ from resnet_lab.train.checkpoint import load_checkpoint
 pytestmark = pytest.mark.slow
 
 SECRET = "s3cr3t-planted-4711"
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shared")
-    write_image_folder(root / "im", train_per_class=24, test_per_class=4)
-    args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=1"]
-    done = run_main("resnet_lab.train", *args, "hydra.run.dir=run", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root, root / "run"
 
 
 def copy_run(run: Path, to: Path) -> Path:
@@ -40,8 +30,8 @@ def files_holding(folder: Path, text: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
 
 
-def test_an_interpolation_in_a_shared_runs_config_is_refused_and_the_secret_is_written_nowhere(finished, tmp_path):
-    root, run = finished
+def test_an_interpolation_in_a_shared_runs_config_is_refused_and_the_secret_is_written_nowhere(finished_run, tmp_path):
+    root, _, run = finished_run
     shared = copy_run(run, tmp_path / "received")
     config = yaml.safe_load((shared / ".hydra" / "config.yaml").read_text())
     config["trainer"]["label_smoothing"] = "${oc.env:PLANTED_TOKEN}"
@@ -60,8 +50,8 @@ def test_an_interpolation_in_a_shared_runs_config_is_refused_and_the_secret_is_w
     assert sorted(p.name for p in tmp_path.iterdir()) == ["received"]
 
 
-def test_a_checkpoints_config_cannot_pull_a_secret_either(finished, tmp_path):
-    _, run = finished
+def test_a_checkpoints_config_cannot_pull_a_secret_either(finished_run, tmp_path):
+    _, _, run = finished_run
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     state["config"]["trainer"]["label_smoothing"] = "${oc.env:PLANTED_TOKEN}"
     (tmp_path / "artifact").mkdir()
@@ -77,8 +67,8 @@ def test_the_projects_own_default_interpolation_is_left_to_the_readers_config():
     assert "mode" not in kept["logger"] and kept["logger"]["project"] == "p"
 
 
-def test_output_paths_and_resume_settings_of_a_shared_config_are_the_readers_choice(finished):
-    _, run = finished
+def test_output_paths_and_resume_settings_of_a_shared_config_are_the_readers_choice(finished_run):
+    _, _, run = finished_run
     config = load_checkpoint(run / "checkpoints" / "last.pt")["config"]
     config["data"]["cache_dir"] = "/somewhere/the/author/chose"
     config["trainer"]["resume"] = True
@@ -95,8 +85,8 @@ def test_output_paths_and_resume_settings_of_a_shared_config_are_the_readers_cho
     ],
     ids=["target os.system", "choice '..'"],
 )
-def test_code_outside_the_allow_list_and_unknown_group_choices_are_refused(finished, tmp_path, change, needle):
-    _, run = finished
+def test_code_outside_the_allow_list_and_unknown_group_choices_are_refused(finished_run, tmp_path, change, needle):
+    _, _, run = finished_run
     shared = copy_run(run, tmp_path / "received")
     config = yaml.safe_load((shared / ".hydra" / "config.yaml").read_text())
     hydra = yaml.safe_load((shared / ".hydra" / "hydra.yaml").read_text())
@@ -126,8 +116,8 @@ def crafted(run: Path, to: Path, edit) -> Path:
     ],
     ids=["model state a string", "config a string", "NaN weights"],
 )
-def test_crafted_checkpoints_are_refused_in_one_line_by_every_command(finished, tmp_path, edit, needle):
-    root, run = finished
+def test_crafted_checkpoints_are_refused_in_one_line_by_every_command(finished_run, tmp_path, edit, needle):
+    root, _, run = finished_run
     checkpoint = crafted(run, tmp_path / "sent" / "last.pt", edit)
     for command, extra in (
         ("resnet_lab.reproduce", ["hydra.run.dir=rerun"]),
@@ -145,8 +135,8 @@ def test_a_text_file_is_not_a_checkpoint(tmp_path):
     assert refused.returncode == 2 and "is not a PyTorch checkpoint" in refused.stderr and "Python objects" not in refused.stderr, refused.stderr
 
 
-def test_a_damaged_summary_is_refused_by_evaluate_before_it_writes(finished, tmp_path):
-    _, run = finished
+def test_a_damaged_summary_is_refused_by_evaluate_before_it_writes(finished_run, tmp_path):
+    _, _, run = finished_run
     shared = copy_run(run, tmp_path / "received")
     (shared / "summary.json").write_text('{"final": ')
     refused = run_main("resnet_lab.evaluate", str(shared), "--out", "out", cwd=tmp_path)

@@ -13,23 +13,13 @@ import optuna
 import pytest
 from PIL import Image
 
-from conftest import TINY, class_images, run_cli, run_main, write_image_folder
+from conftest import class_images, run_cli, run_main
 from resnet_lab.errors import ConfigError
 from resnet_lab.study_storage import open_storage
 from resnet_lab.sweep.optuna_sweeper import study_is_complete
 from resnet_lab.sweep.workers import SweepWorkerFailed, Worker, run_workers
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs")
-    write_image_folder(root / "im", train_per_class=24, test_per_class=4)
-    args = ["data=image_folder", f"data.root={root / 'im'}", *TINY, "trainer.epochs=1"]
-    done = run_main("resnet_lab.train", *args, "hydra.run.dir=run", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root, args, root / "run"
 
 
 def image_files(folder: Path, count: int, names: list[str] | None = None) -> list[Path]:
@@ -43,8 +33,8 @@ def image_files(folder: Path, count: int, names: list[str] | None = None) -> lis
 
 
 @pytest.mark.parametrize("command", ["resnet_lab.predict", "resnet_lab.explain"])
-def test_a_fifo_among_the_images_is_skipped_by_name_and_never_opened(finished, tmp_path, command):
-    _, _, run = finished
+def test_a_fifo_among_the_images_is_skipped_by_name_and_never_opened(finished_run, tmp_path, command):
+    _, _, run = finished_run
     image_files(tmp_path / "pics", 2)
     os.mkfifo(tmp_path / "pics" / "pipe.png")
     done = run_cli(command, str(run), str(tmp_path / "pics"), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
@@ -54,8 +44,8 @@ def test_a_fifo_among_the_images_is_skipped_by_name_and_never_opened(finished, t
     assert given.returncode == 2 and "is not a regular file" in given.stderr and not (tmp_path / "out2").exists(), given.stderr
 
 
-def test_explain_takes_paths_with_equals_signs_keeps_same_named_files_apart_and_bounds_its_sheet(finished, tmp_path):
-    _, _, run = finished
+def test_explain_takes_paths_with_equals_signs_keeps_same_named_files_apart_and_bounds_its_sheet(finished_run, tmp_path):
+    _, _, run = finished_run
     from resnet_lab.explain.__main__ import SHEET_IMAGES
 
     image_files(tmp_path / "a", 1, ["x.png"])
@@ -75,8 +65,8 @@ def test_explain_takes_paths_with_equals_signs_keeps_same_named_files_apart_and_
         assert sheet.height < 4000  # PIL and any viewer open it
 
 
-def test_predict_caps_top_k_at_the_number_of_classes(finished, tmp_path):
-    _, _, run = finished
+def test_predict_caps_top_k_at_the_number_of_classes(finished_run, tmp_path):
+    _, _, run = finished_run
     image_files(tmp_path / "pics", 1)
     done = run_main("resnet_lab.predict", str(run), str(tmp_path / "pics"), "--top", "1000000000", "--out", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -94,8 +84,8 @@ def test_predict_caps_top_k_at_the_number_of_classes(finished, tmp_path):
         ("hparams_search=optuna", "runs with -m"),
     ],
 )
-def test_settings_that_passed_by_accident_are_refused_in_one_line(finished, tmp_path, override, needle):
-    root, args, _ = finished
+def test_settings_that_passed_by_accident_are_refused_in_one_line(finished_run, tmp_path, override, needle):
+    root, args, _ = finished_run
     refused = run_main("resnet_lab.train", *args, "augmentation=cutout", override, "hydra.run.dir=run", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and needle in refused.stderr, refused.stderr
     assert list(tmp_path.iterdir()) == []
@@ -112,8 +102,8 @@ def test_settings_that_passed_by_accident_are_refused_in_one_line(finished, tmp_
         ("hydra.sweeper.storage=sqlite:////proc/resnet_lab.db", "cannot be opened"),
     ],
 )
-def test_a_refused_sweep_says_one_line_and_leaves_nothing(finished, tmp_path, override, needle):
-    _, args, _ = finished
+def test_a_refused_sweep_says_one_line_and_leaves_nothing(finished_run, tmp_path, override, needle):
+    _, args, _ = finished_run
     refused = run_main("resnet_lab.train", "-m", *args, "hparams_search=optuna", override, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and needle in refused.stderr, refused.stderr
     assert "sweep report" not in refused.stdout + refused.stderr
@@ -128,8 +118,8 @@ def test_an_unreachable_database_is_reported_at_once_with_its_password_masked():
     assert time.perf_counter() - started < 5  # refused at once: the old retries slept 9 s
 
 
-def test_a_password_in_an_override_hydra_cannot_parse_is_masked(finished, tmp_path):
-    _, args, _ = finished
+def test_a_password_in_an_override_hydra_cannot_parse_is_masked(finished_run, tmp_path):
+    _, args, _ = finished_run
     refused = run_main("resnet_lab.train", "-m", *args, "hparams_search=optuna", "hydra.sweeper.storage=postgresql://u@h/db?password=hunter2", cwd=tmp_path)
     assert refused.returncode == 2 and "hunter2" not in refused.stderr + refused.stdout and "password=***" in refused.stderr, refused.stderr
 

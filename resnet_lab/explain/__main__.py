@@ -21,11 +21,12 @@ from pathlib import Path
 
 
 def gallery(location: Path, overrides: list[str], out: Path) -> str:
-    from resnet_lab.evaluate import rebuild
+    from resnet_lab.evaluate import rebuild, saved_run
     from resnet_lab.explain.gradcam import explain_misclassified
 
     chosen = [] if any(o.startswith("explain=") for o in overrides) else ["explain=gradcam"]
-    run, trainer, classes, eval_name, _, _ = rebuild(location, [*chosen, *overrides])
+    run, _, checkpoint, state = saved_run(location, [*chosen, *overrides])
+    trainer, classes, eval_name = rebuild(run, checkpoint, state)
     cells = explain_misclassified(trainer.model, trainer.eval_loader, classes, run.explain, out)
     return f"{len(cells)} misclassified {eval_name} images explained"
 

@@ -39,7 +39,7 @@ from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfi
 from resnet_lab.errors import ConfigError, ResnetLabError
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
-from resnet_lab.run_folder import finished_outputs
+from resnet_lab.run_folder import finished_outputs, remove_empty_folders
 from resnet_lab.secrets import MASK, has_secret, mask_secrets
 from resnet_lab.sweep import liveness
 from resnet_lab.sweep.report import from_study, write_report
@@ -283,13 +283,8 @@ class ResumableOptunaSweeper(Sweeper):
         its sweep folder (with parents left empty, up to the working directory) go again."""
         if self.created_file is not None:
             self.created_file.unlink(missing_ok=True)
-        stop = Path.cwd()
-        for folder in (self.sweep_dir.absolute(), *self.sweep_dir.absolute().parents):
-            if folder == stop or not folder.is_relative_to(stop) or not folder.is_dir() or any(folder.iterdir()):
-                break
-            folder.rmdir()
-        if self.created_file is not None and self.created_file.parent.is_dir() and not any(self.created_file.parent.iterdir()):
-            self.created_file.parent.rmdir()
+            remove_empty_folders(self.created_file.parent, Path.cwd())
+        remove_empty_folders(self.sweep_dir.absolute(), Path.cwd())
 
     def _lr_window(self, search: HParamsSearchConfig, study: optuna.Study, sweep_dir: Path) -> tuple[dict[str, str], list[float], float | None]:
         """(search space of max_lr and weight_decay, max_lr bounds, LR-finder suggestion or None

@@ -75,6 +75,7 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
     """The trials this sweep directory ran (`<sweep dir>/<trial number>`), whichever worker ran
     them; other invocations of a continued study report in their own directories."""
     from resnet_lab.sweep.liveness import interrupted_reasons
+    from resnet_lab.trial import CURVE_ATTR
 
     here = sweep_dir.resolve()
     interrupted = dict(interrupted_reasons(study))
@@ -87,7 +88,8 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
             run_dir=t.user_attrs.get("run_dir"),
             fail_reason=t.user_attrs.get("fail_reason", interrupted.get(t.number)),
             curve={
-                int(step): float(value) for step, value in sorted((t.intermediate_values or t.user_attrs.get("curve") or {}).items(), key=lambda kv: int(kv[0]))
+                int(step): float(value)
+                for step, value in sorted((t.intermediate_values or t.user_attrs.get(CURVE_ATTR) or {}).items(), key=lambda kv: int(kv[0]))
             },
             values=list(t.values) if t.values and len(t.values) > 1 else None,
             test_value=_test_value(Path(t.user_attrs["run_dir"])),
