@@ -23,6 +23,7 @@ from resnet_lab.config.targets import TRUSTED_TARGETS
 from resnet_lab.errors import Reported, ResnetLabError
 from resnet_lab.messages import one_line
 from resnet_lab.secrets import mask_secrets
+from resnet_lab.sweep.callbacks import register_folder_claim
 
 EXIT_USAGE = 2
 
@@ -37,6 +38,7 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
         sys.exit(EXIT_USAGE)
     _register_plugins()
     OmegaConf.register_resolver("resnet_lab_groups", groups_help, replace=True)
+    register_folder_claim()
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, execution_whitelist=TRUSTED_TARGETS)
     def app(cfg: DictConfig) -> Any:

@@ -21,7 +21,6 @@ from typing import IO, Any, Iterator
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_lab.config.plain import plain_dict
 from resnet_lab.errors import ConfigError, Reported
 from resnet_lab.study_storage import study_url
 
@@ -243,9 +242,8 @@ class RunFolderGuard(Callback):
     def _check_sweep(config: DictConfig) -> None:
         folder = Path(str(config.hydra.sweep.dir)).absolute()
         refuse_unusable(folder, "hydra.sweep.dir=")
-        time_named = "${now:" in str(plain_dict(config.hydra.sweep, resolve=False)["dir"])
-        if time_named or not folder.is_dir() or not any(folder.iterdir()):
-            return  # a time-named folder already taken gets a new name (sweep/callbacks.py: OwnSweepDirCallback)
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return  # new, or just claimed by `${resnet_lab_claim:}` (sweep/callbacks.py)
         if not any((folder / marker).exists() for marker in SWEEP_MARKERS):
             raise ConfigError(f"hydra.sweep.dir={folder} already holds files that are not a sweep; choose an empty or new folder")
         study_file = folder / "study.json"

@@ -100,9 +100,12 @@ def test_a_plain_hydra_app_sweeps_minimises_records_failures_and_continues(tmp_p
     report = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
     assert report["best"]["number"] == best.number and report["n_failed"] == 6 - len(complete)
 
-    more = sweep(tmp_path, "hydra.sweeper.n_trials=8", "hydra.sweep.dir=sweep2")
+    assert (tmp_path / "sweep" / "optimization_history.png").is_file()
+
+    more = sweep(tmp_path, "hydra.sweeper.n_trials=8", "hydra.sweep.dir=sweep2", "+hydra.sweeper.plots=false")
     assert more.returncode == 0, more.stderr[-3000:]
     assert len(optuna.load_study(study_name="foreign", storage=f"sqlite:///{tmp_path / 'foreign.db'}").trials) == 8
+    assert (tmp_path / "sweep2" / "sweep_summary.json").is_file() and not list((tmp_path / "sweep2").glob("*.png")), "plots=false: the report without its plots"
 
 
 def job_folders(sweep_dir: Path) -> list[int]:

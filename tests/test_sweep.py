@@ -215,8 +215,9 @@ def test_a_study_keeps_its_window_and_each_sweep_reports_its_own_trials(tmp_path
 
 
 def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
-    """The default sweep folder is named by the second; the same time-named folder asked twice
-    (as two multiruns started together would) is claimed once, the second gets `-2`."""
+    """The default sweep folder is named by the second and claimed by `${resnet_lab_claim:}`; the
+    same claimed folder asked twice (as two multiruns started together would) goes to the first,
+    the second gets `-2`, and each job writes into its own multirun's folder."""
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=4)
     for _ in range(2):
         result = run_main(
@@ -227,7 +228,7 @@ def test_two_multiruns_in_the_same_second_get_folders_of_their_own(tmp_path):
             *TINY,
             "trainer.epochs=1",
             "scheduler.max_lr=0.05",
-            "hydra.sweep.dir=multirun/same-${now:%Y}",
+            "hydra.sweep.dir='${resnet_lab_claim:multirun/same-${now:%Y}}'",
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr

@@ -16,33 +16,38 @@ from resnet_lab.sweep.workers import plan_workers
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_two_workers_asking_for_the_last_trial_at_once_run_it_once(tmp_path, kind):
-    """Three of four trials are done or running when two workers each ask for one more: the
-    lower-numbered one runs, the other is told FAIL with nothing drawn and never counts, so the
-    study ends with its total exactly; a continued study (a larger total) draws new trials."""
+    """Three of four trials are done or running when two workers, having read the study at the
+    same instant, each ask for one more: the lower-numbered one runs (its trial follows what it
+    read), the other (whose trial does not) reads again, is told FAIL with nothing drawn and never
+    counts, so the study ends with its total exactly; a continued study draws new trials."""
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal:///{tmp_path / 's.log'}"
     study = optuna.create_study(study_name="race", storage=open_storage(url))
     for _ in range(2):
         done = study.ask()
         study.tell(done, done.suggest_float("x", 0, 1))
     study.ask()  # running in a third worker
+    read = study.get_trials(deepcopy=False)
     first, second = study.ask(), study.ask()
-    assert _within_total(study, [first], 4) == [first]
-    assert _within_total(study, [second], 4) == []
+    assert _within_total(study, [first], 4, read, set()) == [first]
+    assert _within_total(study, [second], 4, read, set()) == []
     surplus = study.get_trials()[second.number]
     assert surplus.state.name == "FAIL" and surplus.params == {} and not liveness.counts(surplus)
     assert liveness.counted(study) == 4
-    assert _within_total(study, [again := study.ask()], 6) == [again]
+    read = study.get_trials(deepcopy=False)
+    assert _within_total(study, [again := study.ask()], 6, read, set()) == [again]
 
 
 def test_a_trial_taken_over_from_a_dead_process_frees_its_place_in_the_total(tmp_path):
     study = optuna.create_study(study_name="freed", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
     lost = study.ask()
     lost.set_user_attr(liveness.HEARTBEAT_ATTR, 0.0)
-    assert liveness.take_over_dead_trials(study, study.get_trials()) == [lost.number]
+    read = study.get_trials()
+    taken = set(liveness.take_over_dead_trials(study, read))
+    assert taken == {lost.number}
     assert study.get_trials()[0].state.name == "FAIL" and liveness.counted(study) == 0
     assert dict(liveness.interrupted_reasons(study))[lost.number].startswith("interrupted: no heartbeat")
     fresh = study.ask()
-    assert _within_total(study, [fresh], 1) == [fresh]
+    assert _within_total(study, [fresh], 1, read, taken) == [fresh], "the trial read as running was taken over: it no longer counts"
 
 
 def test_each_worker_gets_the_command_line_with_its_seed_the_shared_folder_and_a_share_of_the_cpu(monkeypatch):

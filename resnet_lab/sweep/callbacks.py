@@ -1,4 +1,4 @@
-"""Hydra callbacks of every multirun: a sweep folder of its own, and the report when it ends."""
+"""Hydra callbacks and resolvers of every multirun: a sweep folder of its own, and the report when it ends."""
 
 from __future__ import annotations
 
@@ -7,31 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
-
-from resnet_lab.config.plain import plain_dict
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
+CLAIM_RESOLVER = "resnet_lab_claim"
 
-class OwnSweepDirCallback(Callback):
-    """A time-named sweep folder (`multirun/<date>/<time>`) is claimed with an exclusive mkdir:
-    a multirun or sweep worker that starts in the same second as another gets `<time>-2`,
-    `<time>-3`..., never the other's folder. A folder named on the command line is used as given
-    (workers may share it on purpose: each Optuna trial has its own `<trial number>` subfolder).
-    Either way the jobs get it as an absolute path: a launcher's job (a Ray task) may run in
-    another working directory, where a relative folder is another folder."""
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        raw = str(plain_dict(config.hydra.sweep, resolve=False)["dir"])
-        wanted = Path(str(config.hydra.sweep.dir)).absolute()
-        claimed = claim_folder(wanted) if "${now:" in raw else wanted
-        if str(claimed) == raw:
-            return
-        with read_write(config.hydra), open_dict(config.hydra):
-            config.hydra.sweep.dir = str(claimed)
-            # Each job's config is recomposed from these overrides: it must see the same folder.
-            config.hydra.overrides.hydra = [*config.hydra.overrides.hydra, f"hydra.sweep.dir='{claimed}'"]
+def register_folder_claim() -> None:
+    """`${resnet_lab_claim:<folder>}` (the default `hydra.sweep.dir`) names a folder this process
+    has just created. Two multiruns or sweep workers started in the same second get `<time>` and
+    `<time>-2`, never the same folder. The resolver is cached, and Hydra copies the master
+    config's resolver cache into every job's config, so each job sees the folder claimed once."""
+    OmegaConf.register_resolver(CLAIM_RESOLVER, _claimed, use_cache=True, replace=True)
+
+
+def _claimed(wanted: str) -> str:
+    return str(claim_folder(Path(wanted).absolute()))
 
 
 def claim_folder(wanted: Path) -> Path:

@@ -93,9 +93,9 @@ def dead(trial: optuna.trial.FrozenTrial, now: float, grace: float = GRACE_S) ->
 
 
 def claim(trial: optuna.trial.Trial) -> None:
-    """Mark a trial just asked as this process's, with its first heartbeat (before it is launched)."""
+    """Mark a trial just asked as this process's (before it is launched). Its start time stands
+    for a heartbeat until the first beat, HEARTBEAT_S later: one write per trial, not two."""
     trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
 
 
 def take_over_dead_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], grace: float = GRACE_S) -> list[int]:

@@ -71,6 +71,7 @@ class ResumableOptunaSweeper(Sweeper):
         max_failure_rate: float,
         custom_search_space: str | None,
         params: DictConfig | None,
+        plots: bool = True,
     ) -> None:
         if not 0.0 <= max_failure_rate <= 1.0:
             raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate} is not allowed: a fraction in [0, 1]")
@@ -83,6 +84,7 @@ class ResumableOptunaSweeper(Sweeper):
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.custom_search_space = custom_search_space
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
+        self.plots = plots
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -140,7 +142,7 @@ class ResumableOptunaSweeper(Sweeper):
             if workers > 1:
                 self._save_config(sweep_dir, window, bounds)  # the workers saved their own settings there
             try:
-                write_report(from_study(study, sweep_dir, suggestion), study)
+                write_report(from_study(study, sweep_dir, suggestion), study, plots=self.plots)
             except Exception as error:
                 log.warning("could not write the sweep report for %s: %s", sweep_dir, one_line(error))
         _write_results(study, sweep_dir)
@@ -194,7 +196,7 @@ class ResumableOptunaSweeper(Sweeper):
             exhausted = isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study)
             if remaining <= 0 or exhausted:
                 return
-            asked = _within_total(study, [study.ask() for _ in range(min(remaining, self.n_jobs))], total)
+            asked = _within_total(study, [study.ask() for _ in range(min(remaining, self.n_jobs))], total, trials, taken)
             if asked:
                 self._run_batch(study, space, asked)
 
@@ -398,13 +400,20 @@ def _values(returned: Any, objectives: int) -> tuple[list[float], str | None]:
     return values, None
 
 
-def _within_total(study: optuna.Study, trials: list[optuna.trial.Trial], total: int) -> list[optuna.trial.Trial]:
+def _within_total(
+    study: optuna.Study, trials: list[optuna.trial.Trial], total: int, read: list[optuna.trial.FrozenTrial], taken: set[int]
+) -> list[optuna.trial.Trial]:
     """Workers that recount the study at the same instant may each ask for its last trial. Trial
     numbers are handed out in order, so a trial runs only if fewer than `total` counted trials
-    have a lower number; the others are told FAIL with no reason (never counted, never run)."""
+    have a lower number; the others are told FAIL with no reason (never counted, never run).
+    `read` is the study as read before asking (less `taken`): when the new trials follow it
+    directly, no other process asked in between and it is still the count (a trial read as
+    running may have ended since, which never adds to it); otherwise the study is read again."""
     import optuna
 
-    numbers = [t.number for t in study.get_trials(deepcopy=False) if liveness.counts(t)]
+    follows = sorted(t.number for t in trials) == list(range(len(read), len(read) + len(trials)))
+    current = [t for t in read if t.number not in taken] if follows else study.get_trials(deepcopy=False)
+    numbers = [t.number for t in current if liveness.counts(t)]
     kept = [trial for trial in trials if sum(n < trial.number for n in numbers) < total]
     for trial in trials:
         if trial not in kept:

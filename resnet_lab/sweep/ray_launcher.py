@@ -8,11 +8,11 @@ against each live node once the cluster is joined, before any job is submitted.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
-from omegaconf import OmegaConf
 
 from resnet_lab.config.plain import plain_dict
 from resnet_lab.errors import ConfigError
@@ -24,12 +24,15 @@ _RESOURCE_OF = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
 class CheckedRayLauncher(RayLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import ray
-        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
-        start_ray(OmegaConf.create(plain_dict(self.ray_cfg.init)))
+        if not ray.is_initialized():
+            ray.init(**plain_dict(self.ray_cfg.init))
         request = plain_dict(self.ray_cfg.remote)
         check_placeable(request, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
-        return super().launch(job_overrides, initial_job_idx)
+        # A Ray task runs in a working directory of Ray's, where a relative sweep folder is another folder.
+        assert self.config is not None, "Hydra sets the launcher up before it launches"
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        return super().launch([[*overrides, f"hydra.sweep.dir='{sweep_dir}'"] for overrides in job_overrides], initial_job_idx)
 
 
 def check_placeable(remote: dict[str, Any], nodes: list[dict[str, float]]) -> None:

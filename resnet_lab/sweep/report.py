@@ -164,8 +164,10 @@ def _number(text: str) -> Any:
         return text
 
 
-def write_report(report: SweepReport, study=None) -> list[Path]:
-    """Writes the summary, the CSV and the plots into the sweep directory; returns the plots."""
+def write_report(report: SweepReport, study=None, plots: bool = True) -> list[Path]:
+    """Writes the summary, the CSV and (unless `plots` is off) the plots into the sweep directory;
+    returns the plots. Drawing them costs about a second (matplotlib, and Optuna's importance
+    evaluator); `python -m resnet_lab.sweep_report <dir>` draws them later."""
     out = Path(report.sweep_dir)
     best = report.best()
     write_json(
@@ -185,6 +187,14 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
         },
     )
     _write_csv(out / "trials.csv", report.trials)
+    made = _plot_all(report, study, out) if plots else []
+    test = "" if best is None or best.test_value is None else f" (its test accuracy, never selected on: {best.test_value:.4f})"
+    ranked = f" on {report.ranked_on}" if report.ranked_on else ""
+    log.info("sweep report: %d trials (%d complete), best%s %s%s -> %s", len(report.trials), len(report.complete), ranked, best and best.value, test, out)
+    return made
+
+
+def _plot_all(report: SweepReport, study, out: Path) -> list[Path]:
     plots: list[Path | None] = [_plot_history(report, out / "optimization_history.png")]
     if any(t.curve for t in report.trials):
         plots.append(_plot_curves(report, out / "learning_curves.png"))
@@ -196,11 +206,7 @@ def write_report(report: SweepReport, study=None) -> list[Path]:
             plots.append(_plot_importances(study, {t.number for t in report.complete}, out / "param_importances.png"))
     else:
         plots.append(_plot_accuracy_vs_lr(report, out / "accuracy_vs_max_lr.png"))
-    made = [p for p in plots if p is not None]
-    test = "" if best is None or best.test_value is None else f" (its test accuracy, never selected on: {best.test_value:.4f})"
-    ranked = f" on {report.ranked_on}" if report.ranked_on else ""
-    log.info("sweep report: %d trials (%d complete), best%s %s%s -> %s", len(report.trials), len(report.complete), ranked, best and best.value, test, out)
-    return made
+    return [p for p in plots if p is not None]
 
 
 def _write_csv(path: Path, trials: list[TrialRecord]) -> None:
