@@ -89,7 +89,7 @@ def timed_sweep(app: Path, sweeper: str, trials: int, index: int) -> tuple[float
     done = subprocess.run([*command, f"hydra.sweep.dir=sweeps/{name}"], cwd=app, env=env(), capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{target} failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"{sweeper} failed: {done.stderr[-2000:]}")
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{app / 'study.db'}")
     span = (max(t.datetime_complete for t in study.trials) - min(t.datetime_start for t in study.trials)).total_seconds()
     return wall, trial_gaps(study.trials), span / len(study.trials)
