@@ -412,8 +412,9 @@ class Objective(str, Enum):
     """What an Optuna sweep optimises; with two, a Pareto front. Each has one sensible direction."""
 
     accuracy = "accuracy"  # the final evaluation accuracy (with TTA when on): maximise
-    train_time = "train_time"  # seconds spent in training epochs (summary.json train_time_s): minimise
+    train_time = "train_time"  # steady-state training seconds: epochs x the median epoch after the first (summary.json steady_train_time_s): minimise
     epochs = "epochs"  # epochs trained (fewer, for a pruned-or-short recipe): minimise
+    examples = "examples"  # training images seen, epochs x images (summary.json train_examples), exactly the same for the same recipe: minimise
 
     @property
     def direction(self) -> str:
@@ -442,7 +443,7 @@ class HParamsSearchConfig:
             names[:1] == ["accuracy"] and len(names) <= 2 and len(set(names)) == len(names),
             f"{key}.objectives",
             names,
-            "[accuracy] or [accuracy, train_time] or [accuracy, epochs]",
+            "[accuracy] or [accuracy, train_time | epochs | examples]",
         )
         if self.max_lr_bounds is not None:
             bounds = self.max_lr_bounds

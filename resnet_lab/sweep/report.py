@@ -314,18 +314,34 @@ def _plot_importances(study, numbers: set[int], path: Path) -> Path | None:
     if len(complete) < 2:
         log.info("parameter importances need >= 2 complete trials; skipped")
         return None
-    mine = optuna.create_study(directions=study.directions)
-    mine.add_trials(complete)
-    # The evaluator ranks parameters by what makes the target low: a maximised first objective is
-    # negated, so the importances are those of a good value, whichever the direction.
-    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    importances = optuna.importance.get_param_importances(mine, target=lambda t: sign * t.values[0])
+    importances = objective_importances(study.directions, complete)
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(7, 3))
-    names = list(importances)[::-1]
-    axis.barh(names, [importances[n] for n in names], color="tab:blue")
-    axis.set(xlabel="importance (Optuna default evaluator)", title="parameter importances")
+    figure, axes = plt.subplots(1, len(importances), figsize=(7 * len(importances), 3), squeeze=False)
+    for axis, (title, ranked) in zip(axes[0], importances.items()):
+        names = list(ranked)[::-1]
+        axis.barh(names, [ranked[n] for n in names], color="tab:blue")
+        axis.set(xlabel="importance (Optuna default evaluator)", title=title)
     return _save(figure, path)
+
+
+def objective_importances(directions: list, trials: list) -> dict[str, dict[str, float]]:
+    """Parameter importances of each objective, for a good value of it. Optuna's default
+    evaluator ranks parameters by what makes its target low, so a maximised objective is negated."""
+    import optuna
+
+    previous = logging.getLogger("optuna").level
+    logging.getLogger("optuna").setLevel(logging.WARNING)  # the scratch study below is no news to the user
+    try:
+        scratch = optuna.create_study(directions=directions)
+    finally:
+        logging.getLogger("optuna").setLevel(previous)
+    scratch.add_trials(trials)
+    result = {}
+    for index, direction in enumerate(directions):
+        sign = -1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        ranked = optuna.importance.get_param_importances(scratch, target=lambda t, i=index, s=sign: s * t.values[i])
+        result[f"importances for {'high' if sign < 0 else 'low'} objective {index}" if len(directions) > 1 else "parameter importances"] = ranked
+    return result
 
 
 def _plot_accuracy_vs_lr(report: SweepReport, path: Path) -> Path | None:
