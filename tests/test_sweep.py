@@ -315,9 +315,8 @@ def test_sweeps_that_cannot_work_are_refused_in_one_line_before_any_trial(tmp_pa
 def test_two_objectives_give_a_pareto_front_of_accuracy_and_training_time(tmp_path):
     """The width is the front's cost knob (here two tiny widths, on the command line); each trial's
     cost is its steady-state training time and its learning curve is kept as an attribute."""
-    result = sweep(
-        tmp_path, "front", "hydra.sweeper.n_trials=4", "hparams_search.max_lr_bounds=[0.01,0.1]", "model.width_multiplier=choice(0.0625,0.125)", epochs=2, search="pareto"
-    )
+    widths = "model.width_multiplier=choice(0.0625,0.125)"
+    result = sweep(tmp_path, "front", "hydra.sweeper.n_trials=4", "hparams_search.max_lr_bounds=[0.01,0.1]", widths, epochs=2, search="pareto")
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="resnet_lab_pareto", storage=f"sqlite:///{tmp_path / 'studies' / 'test.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"] and len(study.trials) == 4
