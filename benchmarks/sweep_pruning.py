@@ -37,12 +37,13 @@ SWEEPS: dict[str, list[str]] = {
     "none": [],
     "median": ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=3", "hparams_search.pruner.warmup_epochs=1"],
     "hyperband": ["hparams_search.pruner.kind=hyperband", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
+    "schedule_halving": ["hparams_search.pruner.kind=schedule_halving", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
 }
 PARALLEL: dict[str, list[str]] = {
     "batch2": [*SWEEPS["median"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
     "workers2": [*SWEEPS["median"], "hparams_search.workers=2"],
 }
-TARGETS = {"epochs_vs_unpruned": 0.5, "best_accuracy_drop_points": 1.5, "idle_share": 0.05}
+TARGETS = {"epochs_vs_unpruned": 0.4, "best_accuracy_drop_points": 0.5, "idle_share": 0.05}
 
 
 def sizes(root: Path, tiny: bool, cuda: bool) -> list[str]:
@@ -81,17 +82,23 @@ def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trial
     command += [f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={work / name}", *settings]
     wall = run(command, work)
     study = optuna.load_study(study_name="resnet_lab", storage=storage)
-    ran = [(t, json.loads(Path(t.user_attrs["run_dir"], "summary.json").read_text())) for t in study.trials if "run_dir" in t.user_attrs]
+    by_number = {t.number: t for t in study.trials}
+    # Every run folder (<n>, and with schedule halving <n>-e<epochs> for each shorter rung).
+    ran = [(by_number[int(f.parent.name.split("-")[0])], json.loads(f.read_text())) for f in sorted((work / name).glob("*/summary.json"))]
     spans = [(s["started_unix_s"], s["finished_unix_s"]) for _, s in ran]
     first = min(start for start, _ in spans)
-    values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
-    slots = 2 if name in PARALLEL else 1
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    best = max(complete, key=lambda t: t.value, default=None)
+    slots = 2 if name.split(".seed")[0] in PARALLEL else 1
     return {
         "wall_s": wall,
-        "trials": len(ran),
+        "trials": len(study.trials),
+        "runs_trained": len(ran),
         "epochs": sum(s["epochs"] for _, s in ran),
         "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
-        "best_accuracy": max(values, default=None),
+        "best_accuracy": None if best is None else best.value,
+        "best_test_accuracy": None if best is None else json.loads(Path(best.user_attrs["run_dir"], "summary.json").read_text()).get("test", {}).get("acc"),
+        "best_params": None if best is None else best.params,
         "idle_share": idle_share(spans, slots),
         "idle_share_until_last_start": idle_share(spans, slots, until=max(start for start, _ in spans)),
         "runs": [
@@ -113,19 +120,22 @@ def idle_share(spans: list[tuple[float, float]], slots: int, until: float | None
 
 def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each target for the sweeps that ran (pruners against `none`, when it ran)."""
-    base = results.get("none")
     judged: dict[str, Any] = {}
-    for name in ("median", "hyperband"):
-        part = results.get(name)
-        if base is None or part is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
+    for key, part in results.items():
+        name, _, seed = key.partition(".seed")
+        base = results.get(f"none.seed{seed}" if seed else "none")
+        if name not in ("median", "hyperband", "schedule_halving") or base is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
             continue
         share = part["epochs"] / base["epochs"]
         drop = 100 * (base["best_accuracy"] - part["best_accuracy"])
-        judged[name] = {
+        tests = (base["best_test_accuracy"], part["best_test_accuracy"])
+        test_drop = None if None in tests else 100 * (tests[0] - tests[1])
+        judged[key] = {
             "epochs_vs_unpruned": share,
             "epochs_met": share <= TARGETS["epochs_vs_unpruned"],
             "best_accuracy_drop_points": drop,
-            "accuracy_met": drop <= TARGETS["best_accuracy_drop_points"],
+            "best_test_accuracy_drop_points": test_drop,
+            "accuracy_met": drop <= TARGETS["best_accuracy_drop_points"] and (test_drop is None or test_drop <= TARGETS["best_accuracy_drop_points"]),
         }
     for name in PARALLEL:
         if name not in results:
@@ -139,11 +149,15 @@ def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    rows = ["| sweep | trials | epochs trained | wall | best accuracy | pruned | slots idle (until the last start) |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| sweep | trials | epochs trained | wall | best (validation) | its test accuracy | pruned | slots idle (until the last start) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, part in results.items():
         best = "-" if part["best_accuracy"] is None else f"{100 * part['best_accuracy']:.2f}%"
+        test = "-" if part["best_test_accuracy"] is None else f"{100 * part['best_test_accuracy']:.2f}%"
         rows.append(
-            f"| {name} | {part['trials']} | {part['epochs']} | {part['wall_s']:.0f} s | {best} | {part['pruned']} "
+            f"| {name} | {part['trials']} | {part['epochs']} | {part['wall_s']:.0f} s | {best} | {test} | {part['pruned']} "
             f"| {100 * part['idle_share']:.1f}% ({100 * part['idle_share_until_last_start']:.1f}%) |"
         )
     return "\n".join(rows)
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--tiny", action="store_true", help="CPU-test sizes: 1/8 width, batch 8, 2 epochs")
     parser.add_argument("--sweeps", type=lambda text: text.split(","), default=[*SWEEPS, *PARALLEL], help="comma-separated subset to run")
+    parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0], help="TPE seeds: each sweep runs once per seed")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sweeps) - {*SWEEPS, *PARALLEL})
     if unknown:
@@ -179,8 +194,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         subset = "" if set(args.sweeps) == {*SWEEPS, *PARALLEL} else "-" + "-".join(args.sweeps)
         path = args.out / f"{date.today().isoformat()}-{label}-sweep_pruning{subset}.json"
         results: dict[str, dict[str, Any]] = {}
-        for name, settings in chosen.items():  # the file is rewritten after each sweep: a cut-short run keeps the ones done
-            results[name] = sweep(name, settings, recipe, finder, args.trials, work)
+        runs = [(name, settings, seed) for seed in args.seeds for name, settings in chosen.items()]
+        for name, settings, seed in runs:  # the file is rewritten after each sweep: a cut-short run keeps the ones done
+            key = name if args.seeds == [0] else f"{name}.seed{seed}"
+            results[key] = sweep(key, [*settings, f"hydra.sweeper.sampler.seed={seed}"], recipe, finder, args.trials, work)
+            name = key
             result = {
                 "date": date.today().isoformat(),
                 "machine": host,

@@ -114,17 +114,19 @@ def test_the_full_benchmark_is_refused_in_one_line_without_cuda(tmp_path, capsys
 
 @pytest.mark.slow
 def test_tiny_pruning_benchmark_runs_its_sweeps_and_writes_its_json(tmp_path):
-    """One of the five sweeps at CPU-test size (the always-busy workers it also runs are tested in
-    tests/test_distributed_sweep.py)."""
+    """The unpruned sweep and schedule halving at CPU-test size, judged against each other (the
+    always-busy workers it also runs are tested in tests/test_distributed_sweep.py)."""
     root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=16)
-    result = sweep_pruning.main(["--tiny", "--data", str(root), "--trials", "4", "--sweeps", "median", "--out", str(tmp_path / "out")])
-    saved = json.loads((tmp_path / "out" / f"{result['date']}-tiny-sweep_pruning-median.json").read_text())
-    assert set(saved["sweeps"]) == {"median"} and saved["lr_suggestion"] > 0
-    for part in saved["sweeps"].values():
-        assert part["trials"] == 4 and 4 <= part["epochs"] <= 8 and 0 <= part["idle_share"] < 1
-        assert sorted(r["number"] for r in part["runs"]) == [0, 1, 2, 3] and sum(r["epochs"] for r in part["runs"]) == part["epochs"]
-        assert part["best_accuracy"] >= 0.6, "the trials learn (chance is 1/3)"
-    assert saved["judged"] == {} and "| median | 4 |" in saved["table"], "nothing to judge against without the unpruned sweep"
+    result = sweep_pruning.main(["--tiny", "--data", str(root), "--trials", "4", "--sweeps", "none,schedule_halving", "--out", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / f"{result['date']}-tiny-sweep_pruning-none-schedule_halving.json").read_text())
+    assert set(saved["sweeps"]) == {"none", "schedule_halving"} and saved["lr_suggestion"] > 0
+    unpruned, halving = saved["sweeps"]["none"], saved["sweeps"]["schedule_halving"]
+    assert unpruned["epochs"] == 8 and sorted(r["number"] for r in unpruned["runs"]) == [0, 1, 2, 3]
+    assert halving["trials"] == 4 and halving["epochs"] == sum(r["epochs"] for r in halving["runs"]) == 4 + 2 * (halving["runs_trained"] - 4)
+    for part in (unpruned, halving):
+        assert part["best_accuracy"] >= 0.6 and 0 <= part["best_test_accuracy"] <= 1, "the trials learn (chance is 1/3)"
+    judged = saved["judged"]["schedule_halving"]
+    assert judged["epochs_vs_unpruned"] == halving["epochs"] / 8 and "| schedule_halving | 4 |" in saved["table"]
 
 
 def test_idle_share_counts_the_slot_time_no_trial_ran():

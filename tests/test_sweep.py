@@ -385,3 +385,56 @@ def test_parameter_importances_are_those_of_a_good_value_in_each_objectives_dire
     assert list(objective_importances([down], trials(1))["parameter importances"])[0] == "b"
     both = objective_importances([up, down], trials(2))
     assert [list(ranked)[0] for ranked in both.values()] == ["a", "b"]
+
+
+def test_schedule_halving_rungs_end_with_the_recipe_and_keep_the_best_share():
+    from resnet_lab.sweep.schedule_halving import promoted, rungs
+
+    assert rungs(8, 1, 3) == [1, 3, 8] and rungs(5, 1, 3) == [1, 2, 5] and rungs(24, 2, 2) == [2, 3, 6, 12, 24] and rungs(1, 1, 3) == [1]
+    assert promoted(0.2, [], 3, maximize=True), "the first trial at a rung goes on"
+    assert promoted(0.5, [0.4, 0.1], 3, maximize=True) and not promoted(0.3, [0.4, 0.1], 3, maximize=True)
+    assert [promoted(v, [0.9, 0.8, 0.7, 0.6, 0.5], 3, maximize=True) for v in (0.85, 0.75)] == [True, False], "2 of 6 go on"
+    assert promoted(0.1, [0.4, 0.3], 3, maximize=False), "a minimised objective keeps its lowest"
+    assert not promoted(0.5, [0.5], 3, maximize=True), "a tie goes to the trial that got there first"
+
+
+def test_a_late_bloomer_is_judged_by_the_end_of_its_schedule_not_the_middle():
+    """Two max_lr values under one-cycle: after epoch 1 of 3 the high one is still climbing (0.30
+    against 0.55) but it ends better (0.80 against 0.70). The median pruner judges it at epoch 1
+    and stops it; schedule halving judges every trial by the end of a complete schedule and
+    keeps it."""
+    from resnet_lab.sweep.schedule_halving import promoted
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    steady = study.ask()
+    for epoch, value in ((1, 0.55), (2, 0.65), (3, 0.70)):
+        steady.report(value, epoch)
+    study.tell(steady, 0.70)
+    bloomer = study.ask()
+    bloomer.report(0.30, 1)
+    assert bloomer.should_prune(), "the median pruner stops the late bloomer after epoch 1"
+    assert promoted(0.80, [0.70], 3, maximize=True) and not promoted(0.70, [0.80], 3, maximize=True)
+
+
+def test_schedule_halving_trains_complete_short_runs_and_lets_only_the_best_go_on(tmp_path):
+    """Rungs of 1 and 3 epochs: every trial first trains a whole 1-epoch run in `<n>-e1`, judged
+    by its final value there (recorded at step 1); the best third (at least the best) trains a
+    whole 3-epoch run in `<n>` and completes, the others are PRUNED at epoch 1."""
+    halving = ["hparams_search.pruner.kind=schedule_halving", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"]
+    done = sweep(tmp_path, "ladder", "hparams_search.max_lr_bounds=[0.005,0.5]", "hydra.sweeper.n_trials=4", *halving, epochs=3)
+    assert done.returncode == 0, done.stderr
+    trials = sorted(finished(tmp_path), key=lambda t: t.number)
+    assert len(trials) == 4 and trials[0].state.name == "COMPLETE", "the first trial at a rung always goes on"
+    assert {t.state.name for t in trials} == {"COMPLETE", "PRUNED"}
+    seen: list[float] = []
+    for trial in trials:
+        short = json.loads((tmp_path / "ladder" / f"{trial.number}-e1" / "summary.json").read_text())
+        assert short["epochs"] == 1 and trial.intermediate_values[1] == pytest.approx(short["objective"])
+        goes_on = sum(v >= trial.intermediate_values[1] for v in seen) < max(1, (len(seen) + 1) // 3)
+        seen.append(trial.intermediate_values[1])
+        if goes_on:
+            full = json.loads((tmp_path / "ladder" / str(trial.number) / "summary.json").read_text())
+            assert trial.state.name == "COMPLETE" and full["epochs"] == 3 and trial.value == pytest.approx(full["objective"])
+            assert trial.user_attrs["run_dir"] == str(tmp_path / "ladder" / str(trial.number))
+        else:
+            assert trial.state.name == "PRUNED" and trial.user_attrs["pruned_at_epoch"] == 1 and not (tmp_path / "ladder" / str(trial.number)).exists()

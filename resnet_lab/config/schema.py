@@ -389,6 +389,7 @@ class PrunerKind(str, Enum):
     percentile = "percentile"
     successive_halving = "successive_halving"
     hyperband = "hyperband"
+    schedule_halving = "schedule_halving"  # multi-fidelity: trials judged at the end of complete, shorter schedules (sweep/schedule_halving.py)
 
 
 @dataclass

@@ -43,6 +43,7 @@ from resnet_lab.run_folder import finished_outputs, remove_empty_folders
 from resnet_lab.secrets import MASK, has_secret, mask_secrets
 from resnet_lab.sweep import liveness
 from resnet_lab.sweep.report import from_study, write_report
+from resnet_lab.sweep.schedule_halving import promoted, rungs
 from resnet_lab.sweep.search_space import SearchSpace
 from resnet_lab.trial import Pruned, live_trials
 
@@ -86,6 +87,8 @@ class ResumableOptunaSweeper(Sweeper):
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.plots = plots
         self.job_idx = 0
+        self.rungs: list[int] = []  # schedule halving's schedule lengths; empty: one run per trial
+        self.promoted: list[tuple[optuna.trial.Trial, int]] = []  # (trial, rung index) to run next
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from resnet_lab.study_storage import absolute_storage, open_storage
@@ -95,6 +98,7 @@ class ResumableOptunaSweeper(Sweeper):
         self.created_file: Path | None = None
         try:
             self.search = _checked_search(config, self.directions, self.storage)
+            self.rungs = _rungs(self.search, config)
             self.storage_url = absolute_storage(self.storage)
             self.created_file = _new_storage_file(self.storage_url)
             self.opened = open_storage(self.storage_url)
@@ -194,24 +198,30 @@ class ResumableOptunaSweeper(Sweeper):
                     )
             first = False
             exhausted = isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study)
-            if remaining <= 0 or exhausted:
+            if (remaining <= 0 or exhausted) and not self.promoted:
                 return
-            asked = _within_total(study, [study.ask() for _ in range(min(remaining, self.n_jobs))], total, trials, taken)
-            if asked:
-                self._run_batch(study, space, asked)
+            going_on, self.promoted = self.promoted[: self.n_jobs], self.promoted[self.n_jobs :]
+            wanted = 0 if exhausted else max(0, min(remaining, self.n_jobs - len(going_on)))
+            asked = _within_total(study, [study.ask() for _ in range(wanted)], total, trials, taken)
+            rung = {trial.number: index for trial, index in going_on} | {trial.number: 0 for trial in asked}
+            if going_on or asked:
+                self._run_batch(study, space, [trial for trial, _ in going_on] + asked, rung if self.rungs else None)
 
-    def _run_batch(self, study: optuna.Study, space: SearchSpace, trials: list[optuna.trial.Trial]) -> None:
-        """Draw each trial's values, launch the batch, tell each result."""
+    def _run_batch(self, study: optuna.Study, space: SearchSpace, trials: list[optuna.trial.Trial], rung: dict[int, int] | None = None) -> None:
+        """Draw each trial's values, launch the batch, tell each result. With schedule halving,
+        `rung` gives each trial's rung: its job trains that rung's complete schedule."""
         import optuna
 
+        epochs = {number: self.rungs[index] for number, index in (rung or {}).items()}
         try:
-            overrides = [self._job_overrides(study, space, trial) for trial in trials]
+            overrides = [self._job_overrides(study, space, trial, epochs.get(trial.number)) for trial in trials]
         except Exception as error:
             for trial in trials:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise ConfigError(f"the search space cannot be drawn: {one_line(error)}") from error
         try:
-            with liveness.Heartbeat(trials), live_trials({self.sweep_dir / str(t.number): t for t in trials}):
+            # A promoted trial waiting for its next rung is alive too: it beats with the batch.
+            with liveness.Heartbeat(trials + [t for t, _ in self.promoted]), live_trials({self._folder(t.number, epochs.get(t.number)): t for t in trials}):
                 returns = self.job_launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException:
             for trial in trials:  # an interrupt or a launcher failure: these trials did not finish
@@ -219,14 +229,21 @@ class ResumableOptunaSweeper(Sweeper):
                 study.set_user_attr(liveness.interrupted_key(trial.number), "interrupted: the sweep stopped before the trial finished")
             raise
         self.job_idx += len(returns)
-        failures = [reason for trial, result in zip(trials, returns) if (reason := self._tell(study, trial, result)) is not None]
+        failures = [
+            reason for trial, result in zip(trials, returns) if (reason := self._tell(study, trial, result, (rung or {}).get(trial.number))) is not None
+        ]
         if failures and len(failures) / len(returns) > self.max_failure_rate:
             raise ResnetLabError(
                 f"{len(failures)} of {len(returns)} trials of a batch failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate}: {failures[0]}"
             )
 
-    def _job_overrides(self, study: optuna.Study, space: SearchSpace, trial: optuna.trial.Trial) -> list[str]:
-        """One job's overrides: drawn and fixed values, its folder, and where its trial lives."""
+    def _folder(self, number: int, epochs: int | None) -> Path:
+        """A trial's run folder: `<sweep dir>/<number>`; a shorter rung's run `<number>-e<epochs>`."""
+        return self.sweep_dir / (str(number) if epochs is None or epochs == self.rungs[-1] else f"{number}-e{epochs}")
+
+    def _job_overrides(self, study: optuna.Study, space: SearchSpace, trial: optuna.trial.Trial, epochs: int | None = None) -> list[str]:
+        """One job's overrides: drawn and fixed values (drawn once: a promoted trial gets its
+        own again), its folder, its schedule's length in schedule halving."""
         from resnet_lab.sweep.search_space import suggest
 
         drawn = {name: suggest(trial, name, distribution) for name, distribution in space.distributions.items()}
@@ -237,7 +254,7 @@ class ResumableOptunaSweeper(Sweeper):
         overlap = set(trial.params) & set(space.fixed)
         if overlap:
             raise ConfigError(f"{', '.join(sorted(overlap))} is both fixed and searched; drop one of the two")
-        folder = self.sweep_dir / str(trial.number)
+        folder = self._folder(trial.number, epochs)
         liveness.claim(trial)
         if finished_outputs(folder):
             raise ConfigError(
@@ -246,10 +263,12 @@ class ResumableOptunaSweeper(Sweeper):
             )
         trial.set_user_attr("run_dir", str(folder.absolute()))
         # The job finds its study through <sweep dir>/study.json (resnet_lab/job.py), whatever process it runs in.
-        return [*space.overrides({**dict(trial.params), **drawn}), f"hydra.sweep.subdir={trial.number}"]
+        length = [] if epochs is None else [f"trainer.epochs={epochs}"]
+        return [*space.overrides({**dict(trial.params), **drawn}), *length, f"hydra.sweep.subdir={folder.name}"]
 
-    def _tell(self, study: optuna.Study, trial: optuna.trial.Trial, result: JobReturn) -> str | None:
-        """Tell the trial's outcome; returns the failure's one line, or None."""
+    def _tell(self, study: optuna.Study, trial: optuna.trial.Trial, result: JobReturn, rung: int | None = None) -> str | None:
+        """Tell the trial's outcome (at a rung below the last: go on, or PRUNED); returns the
+        failure's one line, or None."""
         import optuna
 
         if result.status is JobStatus.COMPLETED and isinstance(result.return_value, Pruned):
@@ -266,6 +285,9 @@ class ResumableOptunaSweeper(Sweeper):
                 result.return_value  # noqa: B018  (the property re-raises the job's exception)
             except Exception as error:  # noqa: BLE001 - any failure of a job is recorded on its trial
                 reason = one_line(error)
+        if reason is None and rung is not None:
+            self._climb(study, trial, values[0], rung)
+            return None
         if reason is None:
             try:
                 study.tell(trial, values=values)
@@ -279,6 +301,25 @@ class ResumableOptunaSweeper(Sweeper):
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.warning("trial %d failed: %s", trial.number, reason)
         return reason
+
+    def _climb(self, study: optuna.Study, trial: optuna.trial.Trial, value: float, rung: int) -> None:
+        """A complete run at `rung` scored `value`: recorded at step = its epochs; the last rung
+        completes the trial, a promoted one queues its next rung, any other is PRUNED here."""
+        import optuna
+
+        epochs = self.rungs[rung]
+        trial.report(value, epochs)
+        if rung == len(self.rungs) - 1:
+            study.tell(trial, value)
+            return
+        others = [t.intermediate_values[epochs] for t in study.get_trials(deepcopy=False) if t.number != trial.number and epochs in t.intermediate_values]
+        if promoted(value, others, self.search.pruner.reduction_factor if self.search else 3, self.directions[0] == "MAXIMIZE"):
+            log.info("trial %d: %.4f after a complete %d-epoch run, among the best: it goes on to %d epochs", trial.number, value, epochs, self.rungs[rung + 1])
+            self.promoted.append((trial, rung + 1))
+            return
+        trial.set_user_attr("pruned_at_epoch", epochs)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        log.info("trial %d pruned: %.4f after a complete %d-epoch run", trial.number, value, epochs)
 
     def _discard_unstarted(self) -> None:
         """A sweep refused before its first trial leaves nothing: the storage file it created and
@@ -575,12 +616,26 @@ def _check_workers(count: int, config: DictConfig) -> None:
         )
 
 
+def _rungs(search: HParamsSearchConfig | None, config: DictConfig) -> list[int]:
+    """The schedule lengths of schedule halving (empty: every trial trains the recipe once)."""
+    if search is None or PrunerKind(search.pruner.kind) != PrunerKind.schedule_halving:
+        return []
+    return rungs(int(config.trainer.epochs), search.pruner.min_epochs, search.pruner.reduction_factor)
+
+
 def _check_pruning(pruner: PrunerConfig, config: DictConfig, directions: list[str], storage_url: str | None) -> None:
     """A pruner judges trials by their evaluated epochs, Optuna prunes single-objective studies
     only, and jobs in other processes reach their trial only through a storage: what cannot work
     is refused in one line before any trial starts."""
     if PrunerKind(pruner.kind) == PrunerKind.none:
         return
+    if PrunerKind(pruner.kind) == PrunerKind.schedule_halving:
+        if len(directions) > 1:
+            raise ConfigError(
+                f"hparams_search.pruner.kind=schedule_halving is not allowed with {len(directions)} objectives (hydra.sweeper.direction): "
+                "it ranks trials by one objective; use hparams_search.pruner.kind=none"
+            )
+        return  # judged by the sweeper on each complete run's final value: no evaluated epochs or reachable study needed
     launcher = _launcher(config)
     if launcher != IN_PROCESS_LAUNCHER and storage_url is None:
         raise ConfigError(

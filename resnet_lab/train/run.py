@@ -21,7 +21,7 @@ import torch
 from hydra.utils import to_absolute_path
 
 from resnet_lab.config import RunConfig
-from resnet_lab.config.schema import Objective, TTAMode
+from resnet_lab.config.schema import Objective, PrunerKind, TTAMode
 from resnet_lab.data.datasets import ensure_readable
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, TrialPruned, UnsafeCheckpointError
@@ -226,6 +226,8 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
     trial stops (TrialPruned) when its pruner says so. Elsewhere: nothing."""
     if job.trial is None:
         return []
+    if run.hparams_search is not None and PrunerKind(run.hparams_search.pruner.kind) == PrunerKind.schedule_halving:
+        return []  # the sweeper records each complete run's final value at its rung; epochs of one run are not steps of the trial
     trial = TrialReporter.for_job(job.run_dir, job.trial, run.hparams_search.pruner if run.hparams_search is not None else None)
     if trial is None:
         return []
