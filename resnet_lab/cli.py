@@ -32,7 +32,7 @@ def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     """Run `task` as a Hydra app over conf/ and report any failure as one line."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    refusal = _unsupported_rerun(sys.argv[1:])
+    refusal = _unsupported_rerun(sys.argv[1:], f"python -m resnet_lab.{config_name}")
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
@@ -82,21 +82,28 @@ def _discard_untouched_run_dir() -> None:
     discard_untouched(Path(hydra_cfg.runtime.output_dir), f"{hydra_cfg.job.name}.log", Path(hydra_cfg.runtime.cwd))
 
 
-def _unsupported_rerun(args: list[str]) -> str | None:
-    """Hydra's own ways of rerunning a saved job replace resnet_lab's config tree with the job's
-    flat config.yaml, which has no group choices for the schemas to check: name the command
-    that does rerun a job (a user's extra configs still plug in with --config-dir)."""
+def _unsupported_rerun(args: list[str], command: str) -> str | None:
+    """Hydra reruns a saved job with `--experimental-rerun <job dir>`: the job's own overrides
+    (group choices included) composed again over resnet_lab's config tree, then any new ones.
+    Its older forms point elsewhere: `--config-path`/`--config-dir <job>/.hydra` would replace
+    that tree with the job's flat config.yaml (no group choices for the schemas to check), and
+    Hydra 1.4 reads a job folder, not `config.pickle`. Those get the command that does rerun the
+    job; a `--config-dir` of a user's own configs plugs in as Hydra documents."""
     for index, arg in enumerate(args):
         flag, _, value = arg.partition("=")
-        if flag in ("--config-path", "-cp", "--experimental-rerun"):
-            target = Path(value or (args[index + 1] if index + 1 < len(args) else ""))
-            if target.name == "config.pickle":
-                target = target.parent
-            run_dir = target.parent if target.name == ".hydra" else "<run dir>"
-            return (
-                f"{flag} is not supported: resnet_lab composes its own config tree (add configs of yours with --config-dir <dir>); "
-                f"to rerun a saved job use: python -m resnet_lab.reproduce {run_dir}"
-            )
+        if flag not in ("--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun"):
+            continue
+        target = Path(value or (args[index + 1] if index + 1 < len(args) else ""))
+        saved = target.name == "config.pickle" or (target / "hydra.yaml").is_file() or target.name == ".hydra"
+        run_dir = (target.parent if target.name == "config.pickle" else target).parent if saved else target
+        rerun = f"{command} --experimental-rerun {run_dir} [key=value ...], or python -m resnet_lab.reproduce {run_dir}"
+        if flag == "--experimental-rerun" and saved:
+            return f"--experimental-rerun takes the job's folder, not its {target.name}: {rerun}"
+        if flag in ("--config-dir", "-cd") and saved:
+            return f"{flag} {target} would replace resnet_lab's config tree with the job's flat config.yaml; to rerun that job: {rerun}"
+        if flag in ("--config-path", "-cp"):
+            where = f"; to rerun the job in {run_dir}: {rerun}" if saved else ""
+            return f"{flag} is not supported: resnet_lab composes its own config tree (add configs of yours with --config-dir <dir>){where}"
     return None
 
 

@@ -4,6 +4,7 @@ damaged file is refused in one line."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,36 @@ def test_a_damaged_summary_is_refused_by_evaluate_before_it_writes(finished_run,
     refused = run_main("resnet_lab.evaluate", str(shared), "--out", "out", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "summary.json is damaged" in refused.stderr, refused.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_hydras_rerun_of_a_saved_job_reruns_it_with_its_group_choices_and_new_overrides(finished_run, tmp_path):
+    """`--experimental-rerun <job dir>` (Hydra 1.4) composes the job's own overrides again over
+    resnet_lab's config tree, then the new ones: the same values, a group switched on top, in a
+    new folder; into the job's own folder it is refused like any finished run's."""
+    root, _, run = finished_run
+    rerun = run_main("resnet_lab.train", "--experimental-rerun", str(run), "optimizer=adamw", f"hydra.run.dir={tmp_path / 'again'}", cwd=root)
+    assert rerun.returncode == 0, rerun.stderr
+    before, after = (yaml.safe_load((folder / ".hydra" / "config.yaml").read_text()) for folder in (run, tmp_path / "again"))
+    switched = ("optimizer", "scheduler")  # the optimizer's own max_lr comes with it
+    assert {k: v for k, v in after.items() if k not in switched} == {k: v for k, v in before.items() if k not in switched}
+    assert after["optimizer"]["_target_"] != before["optimizer"]["_target_"]
+    choices = yaml.safe_load((tmp_path / "again" / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    assert choices["optimizer"] == "adamw" and choices["data"] == "image_folder"
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["epochs"] == 1
+    into_itself = run_main("resnet_lab.train", "--experimental-rerun", str(run), cwd=root)
+    assert into_itself.returncode == 2 and "holds a finished run" in into_itself.stderr and into_itself.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--config-dir", "{run}/.hydra", "--config-name", "config"],
+        ["--config-path", "{run}/.hydra", "--config-name", "config"],
+        ["--experimental-rerun", "{run}/.hydra/config.pickle"],
+    ],
+)
+def test_hydras_older_rerun_forms_name_the_command_that_reruns_the_job(finished_run, flags):
+    root, _, run = finished_run
+    result = run_main("resnet_lab.train", *[flag.format(run=run) for flag in flags], cwd=root)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"python -m resnet_lab.train --experimental-rerun {run} " in result.stderr and f"python -m resnet_lab.reproduce {run}" in result.stderr

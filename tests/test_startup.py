@@ -21,13 +21,6 @@ def test_each_answer_is_its_exit_code_and_errors_are_one_line(name, code, tmp_pa
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
 
 
-@pytest.mark.parametrize("flags", [["--config-path", "runs/a/.hydra", "--config-name", "config"], ["--experimental-rerun", "runs/a/.hydra/config.pickle"]])
-def test_hydras_rerun_flags_name_the_reproduce_command(flags, tmp_path):
-    result = run(["-m", "resnet_lab.train", *flags], tmp_path)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "python -m resnet_lab.reproduce runs/a" in result.stderr and "--config-dir" in result.stderr
-
-
 def test_help_lists_the_groups_a_user_chooses_from_with_what_each_sets(tmp_path):
     result = run(["-m", "resnet_lab.train", "--help"], tmp_path)
     assert result.returncode == 0 and "schema/" not in result.stdout
