@@ -159,6 +159,8 @@ def test_hydras_rerun_of_a_saved_job_reruns_it_with_its_group_choices_and_new_ov
     choices = yaml.safe_load((tmp_path / "again" / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
     assert choices["optimizer"] == "adamw" and choices["data"] == "image_folder"
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["epochs"] == 1
+    assert f"evaluate it:  python -m resnet_lab.evaluate {tmp_path / 'again'}\n" in rerun.stdout, "a single run ends with what to try next"
+    assert "optimizer=adamw scheduler.max_lr=0.05,0.1,0.2\n" in rerun.stdout, "... and a sweep of the same settings"
     into_itself = run_main("resnet_lab.train", "--experimental-rerun", str(run), cwd=root)
     assert into_itself.returncode == 2 and "holds a finished run" in into_itself.stderr and into_itself.stderr.count("\n") == 1
 

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from hydra.utils import to_absolute_path
@@ -113,7 +113,22 @@ def run_training(run: RunConfig, job: JobContext) -> float:
         )
     if main:
         print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
+        if job.sweep_dir is None:
+            print(next_steps(run_dir, job.overrides, tracked=(run_dir / "wandb").is_dir()))
     return accuracy
+
+
+def next_steps(run_dir: Path, overrides: Sequence[str], tracked: bool) -> str:
+    """What a single run's user can do next with it, each as a command to copy."""
+    sweep = " ".join(["python -m resnet_lab.train -m", *(o for o in overrides if not o.startswith(("scheduler.max_lr=", "hydra.run.dir=")))])
+    steps = [f"  browse it:    wandb leet {run_dir / 'wandb'}"] if tracked else []
+    steps += [
+        f"  evaluate it:  python -m resnet_lab.evaluate {run_dir}",
+        f"  explain it:   python -m resnet_lab.explain {run_dir} [images or folders]",
+        f"  sweep max_lr: {sweep} scheduler.max_lr=0.05,0.1,0.2",
+        f"  tune it:      {sweep} hparams_search=optuna",
+    ]
+    return "\n".join([f"outputs: {run_dir} (summary.json, metrics.csv, curves.png, checkpoints/); next:", *steps])
 
 
 @dataclass
