@@ -1,4 +1,4 @@
-"""Several sweep workers sharing one Optuna study: README's own journal-file commands started
+"""Several sweep workers sharing one Optuna study: docs/scaling.md's journal-file commands started
 together, and a real PostgreSQL server on loopback reached with a password in its URL; every
 trial's folder, overrides, summary and W&B run is checked against the study, and a killed
 worker's finished trials survive its restart."""
@@ -102,16 +102,16 @@ def check_trials_against_study(storage: str, study: str, n_trials: int, wandb: b
 
 
 def readme_journal_workers() -> list[str]:
-    """README's two journal-file worker commands, exactly as written there."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### Several sweep workers on one study") :]
+    """docs/scaling.md's two journal-file worker commands, exactly as written there."""
+    text = (REPO / "docs" / "scaling.md").read_text()
+    section = text[text.index("## Several sweep workers on one study") :]
     commands = re.findall(r"^(CUDA_VISIBLE_DEVICES=\d python -m resnet_lab\.train -m hparams_search=optuna .*?) &$", section, re.MULTILINE)
-    assert len(commands) == 2, "README's journal example changed: update this test with it"
+    assert len(commands) == 2, "docs/scaling.md's journal example changed: update this test with it"
     return commands
 
 
-def test_readme_journal_workers_started_together_never_share_a_trial_folder(tmp_path):
-    """README's commands, with the sizes of a CPU test appended; both start in the same second
+def test_documented_journal_workers_started_together_never_share_a_trial_folder(tmp_path):
+    """docs/scaling.md's commands, with the sizes of a CPU test appended; both start in the same second
     into the default time-named sweep folder, which each claims for itself."""
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
     sizes = " ".join(["data=image_folder", f"data.root={tmp_path / 'im'}", *TRACKED, "hydra.sweeper.n_trials=3"])

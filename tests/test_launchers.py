@@ -77,7 +77,7 @@ def test_submitit_local_runs_the_same_path_its_jobs_report_their_epochs_and_are_
 
 @pytest.fixture
 def ray_head():
-    """A real Ray head on loopback, started the way the README says, stopped with the test."""
+    """A real Ray head on loopback, started the way docs/scaling.md says, stopped with the test."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -169,3 +169,12 @@ def test_without_a_terminal_a_progress_line_comes_at_least_every_30_s_and_the_cp
     assert [r.getMessage() for r in caplog.records] == ["no CUDA: training on the CPU at 10.00 s per step; the whole run (100 steps) takes about 17 min"], (
         "told after 20 s of timed steps, not after the 5 timed steps the fast case waits for"
     )
+    for suggest_quick, hint in ((True, ". experiment=quick is sized for a CPU (README: the first run)"), (False, "")):
+        caplog.clear()
+        clock = iter(float(10 * t) for t in range(100)).__next__
+        slow = CpuEstimate(total_steps=1000, why="no CUDA", clock=clock, suggest_quick=suggest_quick)
+        with caplog.at_level("WARNING", logger="resnet_lab.train.progress"):
+            for _ in range(5):
+                slow()
+        told = "no CUDA: training on the CPU at 10.00 s per step; the whole run (1000 steps) takes about 2 h 47 min"
+        assert [r.getMessage() for r in caplog.records] == [told + hint], "a run that already is the quick recipe is not told to use it"

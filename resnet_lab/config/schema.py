@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, List, Literal, Optional, Union, get_args
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import to_absolute_path
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from resnet_lab.config.plain import plain_dict
@@ -616,7 +617,14 @@ def validate(cfg: DictConfig) -> RunConfig:
     cutout = typed["augmentation"].cutout_size
     require(cutout <= size, "augmentation.cutout_size", cutout, f"an integer up to data.image_size={size}")
     typed.setdefault("hparams_search", None)
-    return RunConfig(**typed, resume_from=cfg.get("resume_from"), reproduced_from=cfg.get("reproduced_from"), composed=cfg)
+    # Paths become absolute here, once, against the directory the command ran from: code below
+    # the entry point never asks Hydra where that was.
+    typed["data"].root = to_absolute_path(typed["data"].root)
+    if typed["lr_finder"].file:
+        typed["lr_finder"].file = to_absolute_path(str(typed["lr_finder"].file))
+    resume_from = cfg.get("resume_from")
+    resume_from = None if resume_from is None else to_absolute_path(str(resume_from))
+    return RunConfig(**typed, resume_from=resume_from, reproduced_from=cfg.get("reproduced_from"), composed=cfg)
 
 
 register_schemas()

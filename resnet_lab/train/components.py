@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra.utils import to_absolute_path
 from torch import nn
 
 from resnet_lab.augment import build_augment
@@ -47,7 +46,7 @@ def build_components(run: RunConfig, slot: tuple[int, int] | None = None) -> Com
     device = ddp_device(select_device(trainer_cfg), world) if world is not None else place_job(select_device(trainer_cfg), slot)
     seed_everything(trainer_cfg.seed, trainer_cfg.deterministic)
 
-    splits = resident_splits(data_cfg, Path(to_absolute_path(data_cfg.root)), device)
+    splits = resident_splits(data_cfg, Path(data_cfg.root), device)
     num_classes = run.model.num_classes or splits.num_classes
     if num_classes != splits.num_classes:
         raise ConfigError(f"model.num_classes={num_classes} is not allowed: the data has {splits.num_classes} classes (use null)")

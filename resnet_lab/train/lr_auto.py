@@ -7,8 +7,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from hydra.utils import to_absolute_path
-
 from resnet_lab.config import ConfigError, RunConfig
 from resnet_lab.config.schema import AUTO, Strategy
 from resnet_lab.optim.lr_range import RangeTestResult, range_test, read_suggestion, save_result
@@ -34,7 +32,7 @@ def resolve_max_lr(run: RunConfig, parts: Components, run_dir: Path) -> tuple[fl
     if run.scheduler.max_lr != AUTO:
         return float(run.scheduler.max_lr), "config"
     if run.lr_finder.file:
-        path = Path(to_absolute_path(str(run.lr_finder.file)))
+        path = Path(run.lr_finder.file)
         key = run.lr_finder.suggestion.value
         max_lr = read_suggestion(path, key)
         # The run folder holds the range test it used, as when the run ran the test itself.

@@ -11,7 +11,7 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
-QUICK_RECIPE = "experiment=quick is sized for a CPU (README, Data)"
+QUICK_RECIPE = "experiment=quick is sized for a CPU (README: the first run)"
 LONG_S = 20 * 60  # beyond this, name the quick recipe
 
 
@@ -29,9 +29,17 @@ class CpuEstimate:
     CPU only, where timing a step costs no device sync."""
 
     def __init__(
-        self, total_steps: int, why: str, skip: int = 2, timed: int = 5, within_s: float = 20.0, clock: Callable[[], float] = time.perf_counter
+        self,
+        total_steps: int,
+        why: str,
+        skip: int = 2,
+        timed: int = 5,
+        within_s: float = 20.0,
+        clock: Callable[[], float] = time.perf_counter,
+        suggest_quick: bool = True,
     ) -> None:
         self.total_steps, self.why, self.skip, self.timed, self.within_s, self.clock = total_steps, why, skip, timed, within_s, clock
+        self.suggest_quick = suggest_quick  # off when the run already is the quick recipe
         self.steps = 0
         self.started = 0.0
         self.done = False
@@ -56,7 +64,7 @@ class CpuEstimate:
             per_step,
             self.total_steps,
             duration(total),
-            f". {QUICK_RECIPE}" if total > LONG_S else "",
+            f". {QUICK_RECIPE}" if total > LONG_S and self.suggest_quick else "",
         )
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from hydra.utils import to_absolute_path
 
 from resnet_lab.config import RunConfig
 from resnet_lab.config.schema import Objective, PrunerKind, TTAMode
@@ -77,7 +76,7 @@ def run_training(run: RunConfig, job: JobContext) -> float:
     main = world().is_main
     # A refused resume must leave nothing behind: the checkpoint is checked before W&B starts.
     resume = _load_resume(run, resolved, run_dir)
-    ensure_readable(run.data, Path(to_absolute_path(run.data.root)))
+    ensure_readable(run.data, Path(run.data.root))
     tracker = build_tracker(run.logger, job, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
     try:
@@ -165,7 +164,7 @@ def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resu
     steps_left = (run.trainer.epochs - len(trainer.history)) * len(trainer.train_loader)
     if main and trainer.device.type == "cpu":
         why = "trainer.device=cpu" if torch.cuda.is_available() else "no CUDA"
-        trainer.step_hooks.append(CpuEstimate(steps_left, why))
+        trainer.step_hooks.append(CpuEstimate(steps_left, why, suggest_quick="experiment=quick" not in job.overrides))
     if main and not (run.trainer.progress and sys.stderr.isatty()):
         trainer.step_hooks.append(ProgressLog(steps_left))  # no progress bar shows: a line every 30 s instead
     test_loader = parts.test_loader if parts.world is None else None
@@ -427,7 +426,7 @@ def _load_resume(run: RunConfig, resolved: dict, run_dir: Path) -> tuple[Path, d
     checked to belong to the same run (`resolved`: this run's config as plain values); None for
     a fresh run."""
     if run.resume_from is not None:
-        path = resolve_checkpoint(to_absolute_path(str(run.resume_from)))
+        path = resolve_checkpoint(run.resume_from)
     elif run.trainer.resume:
         path = run_dir / "checkpoints" / LAST
         if not path.is_file():
