@@ -41,6 +41,7 @@ def test_missing_cifar_batches_name_root_and_the_alternative(tmp_path):
     assert f"data.root={tmp_path}" in message and "data=image_folder" in message and "\n" not in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", [["data=cifar10", "data.download=false"], ["data=image_folder"]])
 def test_a_run_refused_for_its_data_leaves_nothing_behind(data, tmp_path):
     from conftest import TINY, run_main

@@ -198,7 +198,9 @@ def test_workers_of_two_machines_share_a_postgresql_study_and_a_killed_worker_lo
     trials, taken = study.trials, dict(interrupted_reasons(study))
     kept = [t for t in trials if t.state.name == "COMPLETE"]
     interrupted = [t for t in trials if t.number in taken]
-    assert len(kept) == 3 and len(interrupted) == 1 and interrupted[0].number == 1
+    assert len(kept) == 3 and len(interrupted) == 1
+    assert not (Path(interrupted[0].user_attrs["run_dir"]) / "summary.json").exists(), "the trial taken over is the one the kill cut short"
+    assert all((Path(t.user_attrs["run_dir"]) / "summary.json").is_file() for t in kept)
     assert Path(kept[0].user_attrs["run_dir"]).parent.name == "solo"
 
 
@@ -206,8 +208,8 @@ def test_workers_started_by_one_command_stop_together_continue_never_wait_and_pr
     """`hparams_search.workers=2` on a SQLite study. Ctrl-C to the command once both workers
     train: every worker stops and the message says how to go on. The next command (with the
     median pruner, judging against a finished trial that reached 0.99) replaces the two
-    interrupted trials: each worker runs one trial at a time and asks for the next as soon as
-    the last ends (each trial's start and end in the study are its own), trials below the
+    interrupted trials: each worker runs one trial at a time (each trial's start and end in the
+    study are its own; how soon the next starts is benchmarks/sweep_overhead.py's), trials below the
     finished curve are pruned, and the study ends with exactly n_trials finished trials,
     reported in the one sweep folder."""
     write_image_folder(tmp_path / "im", train_per_class=24, test_per_class=8)
@@ -252,7 +254,6 @@ def test_workers_started_by_one_command_stop_together_continue_never_wait_and_pr
     for mine in by_worker.values():
         for before, after in zip(mine, mine[1:]):
             assert before.datetime_complete <= after.datetime_start, "one trial at a time per worker, stamped with its own times"
-            assert (after.datetime_start - before.datetime_complete).total_seconds() < 5, "the next trial starts at once, no batch to wait for"
     report = json.loads((tmp_path / "busy-dir" / "sweep_summary.json").read_text())
     assert sorted(t["number"] for t in report["trials"]) == sorted(t.number for t in [*ran, *interrupted])
     assert report["n_pruned"] == sum(t.state.name == "PRUNED" for t in ran)

@@ -17,6 +17,8 @@ from resnet_lab.config import validate
 from resnet_lab.job import JobContext
 from resnet_lab.train.run import run_training
 
+pytestmark = pytest.mark.slow  # every test here starts a command or trains
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -45,9 +44,38 @@ def workspace(tmp_path_factory):
     return root, args, metrics(root / "full")
 
 
-def start(root: Path, args: list[str], run_dir: str) -> subprocess.Popen:
+# `python -m resnet_lab.train` whose process sends itself `signum` after training step `step`:
+# an interrupt at a chosen moment of the run, whatever the machine's speed.
+SIGNAL_AT_STEP = """
+import os, sys
+from resnet_lab.train import loop
+from resnet_lab.train.__main__ import main
+
+step, signum = int(sys.argv.pop(1)), int(sys.argv.pop(1))
+built = loop.Trainer.__init__
+done = [0]
+
+def count_steps(trainer, *args, **kwargs):
+    built(trainer, *args, **kwargs)
+
+    def hook():
+        done[0] += 1
+        if done[0] == step:
+            os.kill(os.getpid(), signum)
+
+    trainer.step_hooks.append(hook)
+
+loop.Trainer.__init__ = count_steps
+main()
+"""
+
+
+def start(root: Path, args: list[str], run_dir: str, signal_at: tuple[int, int] | None = None) -> subprocess.Popen:
+    """The training command as its own process; with `signal_at` (step, signal), interrupted
+    by that signal right after that step."""
+    program = ["-m", "resnet_lab.train"] if signal_at is None else ["-c", SIGNAL_AT_STEP, *map(str, signal_at)]
     return subprocess.Popen(
-        [sys.executable, "-m", "resnet_lab.train", *args, f"hydra.run.dir={run_dir}"],
+        [sys.executable, *program, *args, f"hydra.run.dir={run_dir}"],
         cwd=root,
         env=BARE_ENV,
         stdout=subprocess.PIPE,
@@ -69,14 +97,13 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> Non
 def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metrics(workspace, signum):
     root, args, reference = workspace
     name = f"signal-{signum}"
-    process = start(root, args, name)
-    wait_for(root / name / "checkpoints" / "last.pt", process)
-    time.sleep(random.Random(signum).uniform(0.0, 0.25))
-    process.send_signal(signum)
+    at_step = 24 * 2 + 7  # 24 steps an epoch: in the middle of epoch 3
+    process = start(root, args, name, signal_at=(at_step, signum))
     out, err = process.communicate(timeout=300)
     assert process.returncode == 128 + signum, err
     state = load_checkpoint(root / name / "checkpoints" / "last.pt")
-    assert state["epoch"] < 5
+    progress = state["trainer"]["progress"]
+    assert state["epoch"] == 2 and (progress["epoch"], progress["next_batch"]) == (3, 7), "saved after the step in flight, mid-epoch"
     command = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: ") :]
     assert "trainer.resume=true" in command and f"hydra.run.dir={root / name}" in command
     program, module, *resume_args = command.split()[1:]
@@ -86,22 +113,19 @@ def test_signal_saves_the_step_and_the_printed_command_resumes_to_identical_metr
     assert metrics(root / name) == reference
 
 
-def test_sigkill_at_random_moments_then_resume_matches_the_uninterrupted_run(workspace):
+@pytest.mark.parametrize("at_step", [25, 24 * 2 + 13, 24 * 4 - 1], ids=["epoch2-start", "epoch3-middle", "epoch4-end"])
+def test_sigkill_at_any_step_then_resume_matches_the_uninterrupted_run(workspace, at_step):
+    """Killed at once (no handler runs) right after a chosen step; the last complete checkpoint
+    (the end of the epoch before) resumes to the uninterrupted run's metrics."""
     root, args, reference = workspace
-    rng = random.Random(2026)
-    killed_at = []
-    for attempt in range(3):
-        name = f"kill-{attempt}"
-        process = start(root, args, name)
-        wait_for(root / name / "checkpoints" / "last.pt", process)
-        time.sleep(rng.uniform(0.0, 0.6))
-        process.kill()
-        process.communicate()
-        killed_at.append(load_checkpoint(root / name / "checkpoints" / "last.pt")["epoch"])
-        resumed = run_main("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={name}", cwd=root)
-        assert resumed.returncode == 0, resumed.stderr
-        assert metrics(root / name) == reference
-    assert any(epoch < 5 for epoch in killed_at), f"every kill came too late: {killed_at}"
+    name = f"kill-{at_step}"
+    process = start(root, args, name, signal_at=(at_step, signal.SIGKILL))
+    process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    assert load_checkpoint(root / name / "checkpoints" / "last.pt")["epoch"] == (at_step - 1) // 24
+    resumed = run_main("resnet_lab.train", *args, "trainer.resume=true", f"hydra.run.dir={name}", cwd=root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics(root / name) == reference
 
 
 def test_damaged_checkpoint_is_named_and_best_is_used_only_when_asked(workspace):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -71,6 +72,7 @@ def test_head_options():
     assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
 
 
+@pytest.mark.slow
 def test_summary_cli_prints_the_table(tmp_path):
     from conftest import run_main
 

@@ -7,6 +7,8 @@ import pytest
 
 from benchmarks.startup import COMMANDS, heavy_imports, run
 
+pytestmark = pytest.mark.slow  # every test here starts a command or trains
+
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_config_answers_import_no_heavy_package(name, tmp_path):
