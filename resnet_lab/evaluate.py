@@ -19,26 +19,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-# Settings every evaluation runs with, whatever the run trained with: one process, no resume, no
-# progress bar, and no tracker unless the command line names a logger (`logger=wandb`).
-FIXED = ["trainer.strategy=single", "trainer.resume=false", "trainer.progress=false"]
-
-
-def saved_run_config(location: Path, extra: list[str]):
-    """(typed config of the run saved at `location` with `extra` on top and the fixed settings,
-    where the config was read): what evaluate, predict and explain rebuild the run from."""
-    from hydra import compose, initialize_config_dir
-
-    from resnet_lab import CONF_DIR
-    from resnet_lab.config import validate
-    from resnet_lab.reproduce import load_saved_config, overrides_for, without_regrouped
-
-    config, choices, source = load_saved_config(location)
-    fixed = FIXED if any(o.startswith("logger=") for o in extra) else [*FIXED, "logger=none"]
-    overrides = [*without_regrouped(overrides_for(config, choices), [*extra, *fixed]), *fixed, *extra]
-    with initialize_config_dir(str(CONF_DIR)):
-        return validate(compose("train", overrides=overrides)), source
-
 
 @dataclass
 class Scores:
@@ -65,44 +45,13 @@ def scores(logits, labels, classes: list[str]) -> Scores:
     )
 
 
-def saved_run(location: Path, extra: list[str]):
-    """(typed config with `extra` on top, where it was read, the checkpoint's path, its loaded
-    state): everything a command reads of a saved run, read once and checked before any data."""
-    from resnet_lab.train.checkpoint import load_checkpoint, resolve_checkpoint
-
-    run, source = saved_run_config(location, extra)
-    checkpoint = resolve_checkpoint(location)
-    return run, source, checkpoint, load_checkpoint(checkpoint)
-
-
-def rebuild(run, checkpoint: Path, state: dict):
-    """(trainer holding the run's final weights over the data `run` describes, classes,
-    evaluation split name)."""
-    from resnet_lab.errors import DataError
-    from resnet_lab.train.components import build_components
-    from resnet_lab.train.run import build_trainer
-
-    parts = build_components(run)
-    saved_classes = list(state.get("classes") or [])
-    if saved_classes and saved_classes != parts.classes:
-        missing, added = sorted(set(saved_classes) - set(parts.classes)), sorted(set(parts.classes) - set(saved_classes))
-        detail = f"missing {missing}, new {added}" if missing or added else "the same names in another order"
-        raise DataError(f"the data's classes differ from the run's ({detail}); evaluate on data with the run's classes: {saved_classes}")
-    trainer, classes, eval_name = build_trainer(run, parts, max_lr=1.0)  # the schedule is loaded, never stepped
-    try:
-        trainer.load_state_dict(state["trainer"])
-    except (RuntimeError, KeyError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{checkpoint} does not fit the model its config describes ({first})") from error
-    return trainer, classes, eval_name
-
-
 def evaluate(location: Path, extra: list[str]):
     """(typed config, what was evaluated, scores by TTA mode: 'none' and the run's own mode if it
     has one, what the run recorded at its end)."""
     import torch
 
     from resnet_lab.config.schema import TTAMode
+    from resnet_lab.saved_run import rebuild, saved_run
 
     run, source, checkpoint, state = saved_run(location, extra)
     recorded = recorded_accuracy(checkpoint)  # a damaged summary.json is refused before the data is read
@@ -176,8 +125,8 @@ def recorded_accuracy(checkpoint: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
-    from resnet_lab.reproduce import run_location
     from resnet_lab.run_folder import claim_output_folder, discard_if_empty
+    from resnet_lab.saved_run import run_location
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):

@@ -17,77 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-EXTENSIONS = (".png", ".jpg", ".jpeg")
 BATCH = 256
-
-
-def image_files(paths: list[Path]) -> list[Path]:
-    """The image files to read; entries of a folder that are not regular files are skipped by
-    name. Only regular files are ever opened: a FIFO or a device would block a read for ever."""
-    from resnet_lab.errors import DataError
-
-    files: list[Path] = []
-    others: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS)
-            files += [p for p in found if p.is_file()]
-            others += [p for p in found if not p.is_file() and not p.is_dir()]
-        elif path.is_file():
-            files.append(path)
-        elif path.exists():
-            raise DataError(f"{path} is not a regular file (a pipe, socket or device); pass image files or folders of images")
-        else:
-            raise DataError(f"{path} does not exist; pass image files or folders of images")
-    for path in others:
-        print(f"skipped (not a regular file): {path}", file=sys.stderr)
-    if not files:
-        raise DataError(f"no {'/'.join(EXTENSIONS)} images in {', '.join(map(str, paths))}")
-    return list(dict.fromkeys(files))  # a file named twice (itself and in its folder) is read once
-
-
-def load_model(location: Path):
-    """(model on its device in eval mode, classes, run config) from a run's saved config and weights."""
-    from resnet_lab.config.targets import build
-    from resnet_lab.errors import DataError
-    from resnet_lab.evaluate import saved_run
-    from resnet_lab.train.environment import select_device
-
-    run, _, checkpoint, state = saved_run(location, [])
-    classes = list(state.get("classes") or [])
-    if not classes:
-        raise DataError(f"{checkpoint} does not name its classes (saved by an older resnet_lab); evaluate it instead")
-    model = build(run.composed.model, num_classes=len(classes))
-    try:
-        model.load_state_dict(state["trainer"]["model"])
-    except (RuntimeError, KeyError) as error:
-        raise DataError(f"{checkpoint} does not fit the model its config describes") from error
-    return model.to(select_device(run.trainer)).eval(), classes, run
-
-
-def read_image(path: Path, size: int):
-    """uint8 [3, size, size], or None when PIL cannot read the file."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-            if rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
-    except Exception:  # noqa: BLE001 - any decoding failure: the file is named and skipped
-        return None
-
-
-def normalise(images, data):
-    """Images of uint8 values as the run's model saw them: the loader's arithmetic, on the images' device."""
-    import torch
-
-    mean = torch.tensor(data.mean, device=images.device).view(1, -1, 1, 1) * 255
-    inv_std = 1.0 / (torch.tensor(data.std, device=images.device).view(1, -1, 1, 1) * 255)
-    return (images.float() - mean) * inv_std
 
 
 def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Path, list[tuple[str, float]]]], list[Path]]:
@@ -95,6 +25,7 @@ def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Pat
     import torch
     from tqdm import tqdm
 
+    from resnet_lab.saved_run import image_files, load_model, normalise, read_image
     from resnet_lab.train.environment import autocast, select_precision
 
     model, classes, run = load_model(location)
@@ -126,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from resnet_lab.errors import DataError, ResnetLabError
     from resnet_lab.messages import one_line
-    from resnet_lab.reproduce import run_location
     from resnet_lab.run_folder import claim_output_folder, discard_if_empty
+    from resnet_lab.saved_run import run_location
 
     parser = argparse.ArgumentParser(prog="python -m resnet_lab.predict", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run directory, a checkpoint .pt file, a W&B run or model artifact folder, or a sweep folder with --best")

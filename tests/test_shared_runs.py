@@ -14,7 +14,7 @@ import yaml
 
 from conftest import run_main
 from resnet_lab.errors import DataError
-from resnet_lab.reproduce import checked_shared_config, overrides_for
+from resnet_lab.saved_run import checked_shared_config, overrides_for
 from resnet_lab.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow

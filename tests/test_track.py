@@ -187,7 +187,7 @@ def test_a_run_saved_before_each_option_had_its_own_schema_still_replays():
     data.download under image_folder; reproducing them replays only what today's option knows."""
     from omegaconf import OmegaConf
 
-    from resnet_lab.reproduce import overrides_for
+    from resnet_lab.saved_run import overrides_for
 
     saved = OmegaConf.to_container(compose_config(["data=image_folder", "logger=none", "explain=none"]), resolve=True, enum_to_str=True)
     saved["logger"] |= {"mode": "offline", "project": "resnet_lab", "entity": None, "tags": []}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 
 def gallery(location: Path, overrides: list[str], out: Path) -> str:
-    from resnet_lab.evaluate import rebuild, saved_run
     from resnet_lab.explain.gradcam import explain_misclassified
+    from resnet_lab.saved_run import rebuild, saved_run
 
     chosen = [] if any(o.startswith("explain=") for o in overrides) else ["explain=gradcam"]
     run, _, checkpoint, state = saved_run(location, [*chosen, *overrides])
@@ -42,7 +42,7 @@ def own_images(location: Path, paths: list[Path], class_name: str | None, out: P
 
     from resnet_lab.errors import DataError
     from resnet_lab.explain.gradcam import GalleryCell, overlays, plot_gallery, save_pair, target_layer_name
-    from resnet_lab.predict import image_files, load_model, normalise, read_image
+    from resnet_lab.saved_run import image_files, load_model, normalise, read_image
 
     model, classes, run = load_model(location)
     if class_name is not None and class_name not in classes:
@@ -100,8 +100,8 @@ def output_names(files: list[Path]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     from resnet_lab.errors import ResnetLabError
     from resnet_lab.messages import one_line
-    from resnet_lab.reproduce import run_location
     from resnet_lab.run_folder import claim_output_folder, discard_if_empty
+    from resnet_lab.saved_run import run_location
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
