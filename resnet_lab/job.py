@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class JobContext:
     overrides: tuple[str, ...] = ()  # the command line's task overrides, secrets masked
     slot: tuple[int, int] | None = None  # (job number, jobs running at once) under a parallel launcher
     trial: TrialAddress | None = None  # the Optuna trial this job is, in a sweep
+    choices: dict[str, str] = field(default_factory=dict)  # the option Hydra chose in each config group
 
     @classmethod
     def from_hydra(cls) -> "JobContext":
@@ -44,6 +45,7 @@ class JobContext:
             overrides=tuple(mask_secrets(o) for o in hydra_cfg.overrides.task),
             slot=slot,
             trial=_trial_address(hydra_cfg) if multirun else None,
+            choices={group: str(option) for group, option in hydra_cfg.runtime.choices.items() if option is not None and not group.startswith("hydra/")},
         )
 
     def resume_command(self) -> str:

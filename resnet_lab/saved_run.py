@@ -61,7 +61,7 @@ def _read_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str
     if not location.is_dir() and not location.is_file():
         raise DataError(f"{location} is not a regular file or a folder; pass a run directory, a checkpoint .pt file or a W&B run directory")
     if location.is_file():
-        return load_checkpoint(location)["config"], None, f"checkpoint {location}"
+        return _from_checkpoint(load_checkpoint(location), f"checkpoint {location}")
     if (location / ".hydra" / "config.yaml").is_file():
         config, choices = _from_hydra_dir(location)
         return config, choices, f"{location / '.hydra'}"
@@ -69,13 +69,20 @@ def _read_saved_config(location: Path) -> tuple[dict, dict[str, str] | None, str
     # itself, complete when the run ends; the log is written by W&B's service, possibly later.
     for candidate in (location / "checkpoints" / LAST, location / "checkpoints" / BEST):
         if candidate.is_file():
-            return load_checkpoint(candidate)["config"], None, f"checkpoint {candidate}"
+            return _from_checkpoint(load_checkpoint(candidate), f"checkpoint {candidate}")
     if find_transaction_log(location) is not None:
         return read_offline_run(location).config, None, f"W&B run {find_transaction_log(location)}"
     loose = sorted(location.glob("*.pt"))  # a downloaded W&B model artifact holds its checkpoint loose
     if loose:
-        return load_checkpoint(loose[0])["config"], None, f"checkpoint {loose[0]}"
+        return _from_checkpoint(load_checkpoint(loose[0]), f"checkpoint {loose[0]}")
     raise DataError(f"{location} holds no saved config (.hydra/config.yaml, checkpoints/*.pt, a W&B run log or a W&B model artifact's .pt)")
+
+
+def _from_checkpoint(state: dict, source: str) -> tuple[dict, dict[str, str] | None, str]:
+    """A checkpoint's config with the group options Hydra chose (None from a checkpoint written
+    before they were stored: then they are inferred from each group's `_target_`)."""
+    choices = state.get("choices")
+    return state["config"], dict(choices) if isinstance(choices, dict) and choices else None, source
 
 
 def _from_hydra_dir(run_dir: Path) -> tuple[dict, dict[str, str]]:

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import run_main
 from resnet_lab.errors import DataError
-from resnet_lab.saved_run import checked_shared_config, overrides_for
+from resnet_lab.saved_run import checked_shared_config, load_saved_config, overrides_for
 from resnet_lab.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -158,6 +158,8 @@ def test_hydras_rerun_of_a_saved_job_reruns_it_with_its_group_choices_and_new_ov
     assert after["optimizer"]["_target_"] != before["optimizer"]["_target_"]
     choices = yaml.safe_load((tmp_path / "again" / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
     assert choices["optimizer"] == "adamw" and choices["data"] == "image_folder"
+    stored = load_saved_config(tmp_path / "again" / "checkpoints" / "last.pt")[1]
+    assert stored is not None and stored["optimizer"] == "adamw", "a checkpoint carries the options Hydra chose, not guesses from _target_"
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["epochs"] == 1
     assert f"evaluate it:  python -m resnet_lab.evaluate {tmp_path / 'again'}\n" in rerun.stdout, "a single run ends with what to try next"
     assert "optimizer=adamw scheduler.max_lr=0.05,0.1,0.2\n" in rerun.stdout, "... and a sweep of the same settings"

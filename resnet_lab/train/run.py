@@ -178,10 +178,14 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
     checkpoints = job.run_dir / "checkpoints"
     best = {"acc": max((m.eval_acc for m in evaluated(trainer.history)), default=-1.0)}
 
+    # What every checkpoint carries beside the weights: the config, the option chosen in each
+    # group (so a saved run is rebuilt from the same options, not ones guessed from _target_), classes.
+    saved = {"config": resolved, "choices": dict(job.choices), "classes": classes}
+
     def checkpoint(trainer: Trainer, metrics: EpochMetrics) -> None:
         # metrics.csv first: whenever last.pt exists, its epochs are in metrics.csv too.
         write_metrics_csv(job.run_dir / "metrics.csv", trainer.history)
-        state = {"trainer": trainer.state_dict(), "epoch": metrics.epoch, "config": resolved, "classes": classes}
+        state = {"trainer": trainer.state_dict(), "epoch": metrics.epoch, **saved}
         save_checkpoint(checkpoints / LAST, state)
         if metrics.eval_acc > best["acc"]:
             best["acc"] = metrics.eval_acc
@@ -195,7 +199,10 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
         if not main:
             raise
         if trainer.interrupted_progress is not None:
-            save_checkpoint(checkpoints / LAST, {"trainer": trainer.state_dict(), "epoch": len(trainer.history), "config": resolved, "classes": classes})
+            save_checkpoint(
+                checkpoints / LAST,
+                {"trainer": trainer.state_dict(), "epoch": len(trainer.history), **saved},
+            )
         print(f"interrupted at {interrupt.where}; state saved in {checkpoints / LAST}")
         print(f"resume: {job.resume_command()}")
         raise
