@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnet_lab.config.schema import HeadPool
+
 BASE_WIDTHS = (64, 128, 256, 512)
 
 
@@ -93,7 +95,7 @@ def custom_resnet(
     num_classes: int | None,
     width_multiplier: float,
     dropout: float,
-    head_pool: str,
+    head_pool: HeadPool | str,
     logit_scale: float | None,
     bn_momentum: float,
     bn_scale_trainable: bool,
@@ -103,7 +105,7 @@ def custom_resnet(
         num_classes=10 if num_classes is None else num_classes,
         width_multiplier=width_multiplier,
         dropout=dropout,
-        head_pool=str(getattr(head_pool, "value", head_pool)),
+        head_pool=HeadPool(head_pool).value,
         logit_scale=logit_scale,
         bn_momentum=bn_momentum,
         bn_scale_trainable=bn_scale_trainable,

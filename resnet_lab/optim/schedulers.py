@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from resnet_lab.config.plain import plain_dict
+from resnet_lab.config.schema import AnnealStrategy
 from resnet_lab.config.targets import build
 from resnet_lab.errors import ConfigError
 from resnet_lab.optim.group_spec import GroupSpec
@@ -27,7 +28,7 @@ def one_cycle(
     pct_start: float,
     div_factor: float,
     final_div_factor: float,
-    anneal_strategy: str,
+    anneal_strategy: AnnealStrategy | str,
     three_phase: bool,
 ) -> LRScheduler:
     total_steps = steps_per_epoch * epochs
@@ -43,7 +44,7 @@ def one_cycle(
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,
-        anneal_strategy=str(getattr(anneal_strategy, "value", anneal_strategy)),
+        anneal_strategy=AnnealStrategy(anneal_strategy).value,
         three_phase=three_phase,
     )
 
