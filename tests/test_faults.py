@@ -202,7 +202,7 @@ def small_disk(tmp_path):
 
 def fill(disk: Path) -> Path:
     ballast = disk / "ballast"
-    with open(ballast, "wb") as handle:
+    with open(ballast, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
