@@ -55,13 +55,13 @@ def evaluate(location: Path, extra: list[str]):
 
     run, source, checkpoint, state = saved_run(location, extra)
     recorded = recorded_accuracy(checkpoint)  # a damaged summary.json is refused before the data is read
-    trainer, classes, eval_name = rebuild(run, checkpoint, state)
-    modes = [TTAMode.none] + ([trainer.tta] if trainer.tta != TTAMode.none else [])
+    evaluator, classes, eval_name = rebuild(run, checkpoint, state)
+    modes = [TTAMode.none] + ([evaluator.tta] if evaluator.tta != TTAMode.none else [])
     results = {}
     for mode in modes:
-        logits, labels = zip(*trainer.predictions(trainer.eval_loader, mode))
+        logits, labels = zip(*evaluator.predictions(evaluator.eval_loader, mode))
         results[mode.value] = scores(torch.cat(logits).float(), torch.cat(labels), classes)
-    what = {"location": str(location), "config_from": source, "checkpoint": str(checkpoint), "split": eval_name, "images": len(trainer.eval_loader.labels)}
+    what = {"location": str(location), "config_from": source, "checkpoint": str(checkpoint), "split": eval_name, "images": len(evaluator.eval_loader.labels)}
     return run, what, results, recorded
 
 

@@ -249,11 +249,13 @@ def saved_run_config(location: Path, extra: list[str]):
 
 
 def rebuild(run, checkpoint: Path, state: dict):
-    """(trainer holding the run's final weights over the data `run` describes, classes,
-    evaluation split name)."""
+    """(an Evaluator holding the weights the run evaluated at the checkpoint's epoch, over the
+    data `run` describes, classes, evaluation split name). No optimizer or schedule is built:
+    scoring needs the model, its compiled form and the loaders only."""
     from resnet_lab.errors import DataError
     from resnet_lab.train.components import build_components
-    from resnet_lab.train.run import build_trainer
+    from resnet_lab.train.ema import WeightAverage
+    from resnet_lab.train.evaluator import Evaluator
 
     parts = build_components(run)
     saved_classes = list(state.get("classes") or [])
@@ -261,13 +263,21 @@ def rebuild(run, checkpoint: Path, state: dict):
         missing, added = sorted(set(saved_classes) - set(parts.classes)), sorted(set(parts.classes) - set(saved_classes))
         detail = f"missing {missing}, new {added}" if missing or added else "the same names in another order"
         raise DataError(f"the data's classes differ from the run's ({detail}); evaluate on data with the run's classes: {saved_classes}")
-    trainer, classes, eval_name = build_trainer(run, parts, max_lr=1.0)  # the schedule is loaded, never stepped
     try:
-        trainer.load_state_dict(state["trainer"])
-    except (RuntimeError, KeyError, ValueError) as error:
+        saved = state["trainer"]
+        parts.model.load_state_dict(saved["model"])
+        average = saved.get("ema")
+        # The loop scores the average in place of the live weights and keeps it after the last
+        # epoch; a checkpoint from before then holds the live weights and the average apart.
+        if average is not None and int(state.get("epoch", 0)) < run.trainer.epochs:
+            weights = WeightAverage(parts.model, float(average["decay"]), int(average["every"]))
+            weights.load_state_dict(average)
+            weights.swap()
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{checkpoint} does not fit the model its config describes ({first})") from error
-    return trainer, classes, eval_name
+    evaluator = Evaluator(parts.model, parts.compiled or parts.model, parts.device, parts.precision, parts.compile_mode, parts.eval_loader, run.trainer.tta)
+    return evaluator, parts.classes, parts.eval_name
 
 
 def load_model(location: Path):

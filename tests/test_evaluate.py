@@ -4,6 +4,7 @@ in one line with nothing written."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -145,3 +146,25 @@ def test_explain_draws_the_gallery_for_a_run_and_gradcam_for_a_users_images(trai
         explain([str(trained / "run"), str(mine), "--class", "dog", "--out", str(tmp_path / "refused")])
     assert stopped.value.code == 2 and "--class dog is not one of the run's classes: ant, bee, cat" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_checkpoint_from_before_the_last_epoch_is_scored_with_the_average_the_run_scored(tmp_path):
+    """With trainer.ema_decay the loop scores the weight average; until the last epoch a checkpoint
+    holds the live weights and the average apart, and rebuilding it must score the average."""
+    from resnet_lab.saved_run import rebuild
+    from resnet_lab.train.run import build_trainer
+
+    root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=12)
+    cfg = compose_config(["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=3", "trainer.ema_decay=0.5", "scheduler.max_lr=0.05"])
+    run = validate(cfg)
+    trainer, _, _ = build_trainer(run, max_lr=0.05)
+    saved = {}
+    trainer.fit(3, callbacks=[lambda t, m: saved.setdefault(m.epoch, copy.deepcopy({"trainer": t.state_dict(), "epoch": m.epoch}))])
+    recorded = [(m.eval_loss, m.eval_acc) for m in trainer.history]
+    live_after_first = build_trainer(run, max_lr=0.05)[0]
+    live_after_first.model.load_state_dict(saved[1]["trainer"]["model"])
+    live_loss = live_after_first.evaluate()[0]
+    assert live_loss != pytest.approx(recorded[0][0], rel=1e-3), "the live weights score otherwise than the average: the case is exercised"
+    for epoch in (1, 3):
+        evaluator, _, _ = rebuild(run, tmp_path / "last.pt", saved[epoch])
+        assert evaluator.evaluate() == pytest.approx(recorded[epoch - 1], rel=1e-6), f"epoch {epoch}: the weights the run scored"

@@ -240,7 +240,7 @@ def test_a_resume_counts_the_space_of_the_checkpoints_it_replaces_and_a_refused_
     run_dir = small_disk / "run"
     assert run_main("resnet_lab.train", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
     num_params = json.loads((run_dir / "summary.json").read_text())["num_params"]
-    footprint = 3 * 3 * 4 * num_params + 2**20  # train/run.py: run_footprint_bytes, fp32 weights, no tracker, no gallery
+    footprint = 3 * 3 * 4 * num_params + 2**20  # train/checkpoint.py: run_footprint_bytes, fp32 weights, no tracker, no gallery
     replaced = sum((run_dir / "checkpoints" / name).stat().st_size for name in ("last.pt", "best.pt"))
     ballast = fill(small_disk)
     target_free = footprint - replaced // 2

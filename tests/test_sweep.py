@@ -335,7 +335,7 @@ def test_the_same_configuration_costs_the_same_within_5_percent_whatever_its_fir
     epoch, both met noise of up to 4% per epoch. Their summed times differ ~5x; the steady-state
     cost a Pareto sweep minimises differs by under 5%."""
     from resnet_lab.train.loop import EpochMetrics
-    from resnet_lab.train.run import steady_train_time
+    from resnet_lab.train.outputs import steady_train_time
 
     def history(first: float, noise: list[float]) -> list[EpochMetrics]:
         times = [first] + [0.5 * (1 + n) for n in noise]

@@ -31,7 +31,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
 def test_tiny_training_learns_the_synthetic_classes(tmp_path):
     root = write_image_folder(tmp_path / "im", train_per_class=64, test_per_class=20)
     cfg = compose_config(["data=image_folder", f"data.root={root}", *TINY, "trainer.epochs=4", "scheduler.max_lr=0.05", "trainer.label_smoothing=0"])
-    accuracy = run_training(validate(cfg), JobContext(tmp_path / "run"))
+    accuracy = run_training(validate(cfg), JobContext(tmp_path / "run")).objective
     # 3 classes (chance 33%) told apart by colour and stripe direction: a working loop gets
     # nearly all 60 test images right; 80% leaves room for seed-to-seed wobble only.
     assert accuracy >= 0.8
@@ -146,7 +146,7 @@ def test_two_epochs_on_the_jpeg_copy_learn(jpeg_root, tmp_path):
             "explain=none",
         ]
     )
-    accuracy = run_training(validate(cfg), JobContext(tmp_path / "run"))
+    accuracy = run_training(validate(cfg), JobContext(tmp_path / "run")).objective
     print(f"JPEG-copy CPU test accuracy after 2 epochs: {accuracy:.4f}")
     assert accuracy >= 0.25
 

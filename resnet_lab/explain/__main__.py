@@ -26,8 +26,8 @@ def gallery(location: Path, overrides: list[str], out: Path) -> str:
 
     chosen = [] if any(o.startswith("explain=") for o in overrides) else ["explain=gradcam"]
     run, _, checkpoint, state = saved_run(location, [*chosen, *overrides])
-    trainer, classes, eval_name = rebuild(run, checkpoint, state)
-    cells = explain_misclassified(trainer.model, trainer.eval_loader, classes, run.explain, out)
+    evaluator, classes, eval_name = rebuild(run, checkpoint, state)
+    cells = explain_misclassified(evaluator.model, evaluator.eval_loader, classes, run.explain, out)
     return f"{len(cells)} misclassified {eval_name} images explained"
 
 

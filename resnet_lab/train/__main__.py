@@ -19,13 +19,13 @@ from resnet_lab.trial import Pruned
 
 def train(cfg: DictConfig) -> float | tuple[float, ...] | Pruned:
     run = validate(cfg)  # a bad setting is refused before torch and the data are loaded
-    from resnet_lab.train.run import run_training, sweep_objectives
+    from resnet_lab.train.run import run_training
 
     job = JobContext.from_hydra()
     # A single run's folder is held from before Hydra wrote into it (run_folder.RunFolderGuard).
     with held(job.run_dir) if world().is_main else nullcontext():
         try:
-            return sweep_objectives(run, job.run_dir, run_training(run, job))
+            return run_training(run, job).for_sweep(run.hparams_search.objectives if run.hparams_search is not None else ())
         except TrialPruned as pruned:
             if job.trial is None:
                 raise

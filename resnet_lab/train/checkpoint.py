@@ -10,6 +10,7 @@ member runs nothing). Anything else is refused in one line before any of it is b
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import re
 from enum import Enum
@@ -17,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from resnet_lab.config import schema
-from resnet_lab.errors import DataError, UnsafeCheckpointError
+from resnet_lab.config import RunConfig, schema
+from resnet_lab.errors import ConfigError, DataError, UnsafeCheckpointError
 from resnet_lab.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -125,3 +129,64 @@ def _damaged(path: Path, error: BaseException) -> DataError:
     return DataError(
         f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {error}); trainer.resume_fallback_best=true resumes from best.pt instead"
     )
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """A checkpoint holds the weights plus optimizer state (up to two tensors per weight)."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def run_footprint_bytes(model: nn.Module, tracked: bool, explained: bool) -> int:
+    """What the run writes at its peak: last.pt, best.pt and the temporary copy an atomic write
+    makes of one of them, a fourth copy staged by W&B as the model artifact; plus metrics, logs
+    and curves (1 MiB) and the GradCAM gallery and confusion matrix (2 MiB)."""
+    copies = 3 + (1 if tracked else 0)
+    return copies * checkpoint_bytes(model) + 2**20 + (2 * 2**20 if explained else 0)
+
+
+RESUME_GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler")
+
+
+def load_resume(run: RunConfig, resolved: dict, run_dir: Path) -> tuple[Path, dict] | None:
+    """The checkpoint this run continues from (resume_from or trainer.resume), loaded safely and
+    checked to belong to the same run (`resolved`: this run's config as plain values); None for
+    a fresh run."""
+    if run.resume_from is not None:
+        path = resolve_checkpoint(run.resume_from)
+    elif run.trainer.resume:
+        path = run_dir / "checkpoints" / LAST
+        if not path.is_file():
+            raise ConfigError(
+                f"trainer.resume=true but {path} does not exist; run in the original directory (hydra.run.dir=<run_dir>) or pass resume_from=<run_dir>"
+            )
+    else:
+        return None
+    try:
+        state = load_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
+    except DataError:
+        fallback = path.parent / BEST
+        if not (run.trainer.resume_fallback_best and fallback.is_file() and fallback != path):
+            raise
+        log.warning("%s is damaged; resuming from %s as trainer.resume_fallback_best=true asks", path, fallback)
+        path, state = fallback, load_checkpoint(fallback)
+    _check_same_run(resolved, state["config"], path)
+    return path, state
+
+
+def _check_same_run(current: dict, saved: dict, path: Path) -> None:
+    """A checkpoint continues only the run it came from: the schedule, data and model must match."""
+    differing = [
+        f"{group}.{key}"
+        for group in RESUME_GROUPS
+        for key in sorted(set(current.get(group, {})) | set(saved.get(group, {})))
+        if current.get(group, {}).get(key) != saved.get(group, {}).get(key)
+    ]
+    if current["trainer"]["epochs"] != saved.get("trainer", {}).get("epochs"):
+        differing.append("trainer.epochs")
+    if differing:
+        raise ConfigError(
+            f"cannot resume from {path}: {', '.join(differing)} differ from the checkpoint's run; resume with its settings, "
+            "or start a new run (resume_from continues the same run only)"
+        )

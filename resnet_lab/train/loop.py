@@ -7,23 +7,22 @@ import math
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, ContextManager, Iterator, Sequence
+from typing import Callable, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from resnet_lab.augment.tta import tta_logits
 from resnet_lab.config.schema import TTAMode
 from resnet_lab.data.loader import DeviceLoader
 from resnet_lab.errors import DivergedError
 from resnet_lab.optim.group_spec import GroupSpec
-from resnet_lab.train.compiled import uses_cuda_graphs
 from resnet_lab.train.components import Components
 from resnet_lab.train.distributed import all_min, all_sum, any_rank, broadcast_buffers
 from resnet_lab.train.ema import WeightAverage
 from resnet_lab.train.environment import autocast
+from resnet_lab.train.evaluator import Evaluator
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -76,6 +75,12 @@ class EpochMetrics:
     def as_row(self) -> dict[str, float]:
         return asdict(self)
 
+    @property
+    def objective(self) -> float:
+        """What a sweep maximises, as it stood after this (evaluated) epoch: the accuracy, with
+        test-time augmentation when it is on."""
+        return self.eval_acc if self.tta_acc is None else self.tta_acc
+
 
 EpochCallback = Callable[["Trainer", EpochMetrics], None]
 
@@ -119,8 +124,9 @@ class Trainer:
             self.train_model = torch.compile(wrapped, mode=compile_mode, dynamic=False) if compile_mode else wrapped
             self.eval_model = model
         self.compile_mode = compile_mode
-        self.cuda_graphs = uses_cuda_graphs(compile_mode)
-        self.tta = TTAMode(options.tta)
+        self.evaluator = Evaluator(model, self.eval_model, device, parts.precision, compile_mode, parts.eval_loader, options.tta)
+        self.cuda_graphs = self.evaluator.cuda_graphs
+        self.tta = self.evaluator.tta
         self.eval_every = options.eval_every
         self.ema = options.ema
         self.optimizer = optimizer
@@ -210,32 +216,8 @@ class Trainer:
             raise DivergedError(f"training loss became nan/inf {where}; lower scheduler.max_lr")
         return loss_total / n, correct_total / n, seconds, progress.lrs[-1]
 
-    @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None, tta: TTAMode = TTAMode.none) -> tuple[float, float]:
-        """Returns (mean loss, accuracy) on the evaluation split (plain cross-entropy), with the
-        logits averaged over the views of `tta`."""
-        loader = loader or self.eval_loader
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for logits, labels in self.predictions(loader, tta):
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-            correct += (logits.argmax(1) == labels).sum()
-        if loader.world > 1:
-            loss_sum, correct = all_sum(loss_sum, correct)
-        loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
-        return loss_total / loader.num_samples, correct_total / loader.num_samples
-
-    @torch.no_grad()
-    def predictions(self, loader: DeviceLoader, tta: TTAMode = TTAMode.none) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(logits, labels) batch by batch, as evaluation computes them: the evaluated weights,
-        the run's precision, the logits averaged over the views of `tta`."""
-        self.model.eval()
-        for images, labels in loader:
-            if self.cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with self.autocast():
-                logits = tta_logits(self.eval_model, images, tta)
-            yield logits, labels
+        return self.evaluator.evaluate(loader, tta)
 
     def fit(self, epochs: int, callbacks: Sequence[EpochCallback] = ()) -> list[EpochMetrics]:
         """Train from the epoch after the last one in `history` (0 on a fresh start) to `epochs`."""

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import errno
 import gc
-import json
 import logging
 import math
-import signal
-import statistics
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
 from resnet_lab.config import RunConfig
-from resnet_lab.config.schema import Objective, PrunerKind, TTAMode
+from resnet_lab.config.schema import PrunerKind, TTAMode
 from resnet_lab.data.datasets import ensure_readable
 from resnet_lab.data.loader import DeviceLoader
-from resnet_lab.errors import ConfigError, DataError, DeviceOutOfMemory, DiskFullError, TrialPruned, UnsafeCheckpointError
+from resnet_lab.errors import DeviceOutOfMemory, DiskFullError, TrialPruned
 from resnet_lab.explain import explain_misclassified
 from resnet_lab.explain.gradcam import target_layer, target_layer_name
 from resnet_lab.files import check_writable, write_json
@@ -31,14 +26,14 @@ from resnet_lab.job import JobContext
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.schedulers import build_scheduler
 from resnet_lab.track import Tracker, build_tracker
-from resnet_lab.train.checkpoint import BEST, LAST, load_checkpoint, resolve_checkpoint, save_checkpoint
+from resnet_lab.train.checkpoint import BEST, LAST, load_resume, run_footprint_bytes, save_checkpoint
 from resnet_lab.train.components import Components, build_components
 from resnet_lab.train.ema import WeightAverage
-from resnet_lab.train.environment import git_commit
 from resnet_lab.train.loop import EpochCallback, EpochMetrics, LoopOptions, Trainer, TrainingInterrupted
 from resnet_lab.train.lr_auto import resolve_max_lr
-from resnet_lab.train.outputs import plot_curves, write_metrics_csv
+from resnet_lab.train.outputs import RunResult, evaluated, plot_curves, run_summary, write_metrics_csv
 from resnet_lab.train.progress import CpuEstimate, ProgressLog
+from resnet_lab.train.signals import stop_on_signals
 from resnet_lab.train.torchrun import world
 from resnet_lab.trial import TrialReporter
 
@@ -65,17 +60,17 @@ def build_trainer(run: RunConfig, parts: Components | None = None, max_lr: float
     return trainer, parts.classes, parts.eval_name
 
 
-def run_training(run: RunConfig, job: JobContext) -> float:
+def run_training(run: RunConfig, job: JobContext) -> RunResult:
     """Train, writing metrics.csv, checkpoints, summary.json, curves.png (and the explain
     outputs) into the job's run folder, tracked in one W&B run that is finished even on failure;
-    returns the final evaluation accuracy (the objective sweepers maximise)."""
+    returns the result (its objective is what sweepers maximise)."""
     started = time.perf_counter()
     run_dir = job.run_dir
     resolved = run.resolved()
     # Under ddp only rank 0 writes: the run directory, checkpoints and the one W&B run.
     main = world().is_main
     # A refused resume must leave nothing behind: the checkpoint is checked before W&B starts.
-    resume = _load_resume(run, resolved, run_dir)
+    resume = load_resume(run, resolved, run_dir)
     ensure_readable(run.data, Path(run.data.root))
     tracker = build_tracker(run.logger, job, resolved, job_type="train") if main else Tracker()
     exit_code, out_of_memory = 1, False
@@ -88,7 +83,9 @@ def run_training(run: RunConfig, job: JobContext) -> float:
             exit_code = 0  # stopped on purpose: its W&B run ends cleanly
             print(f"pruned after epoch {pruned.epoch}; rerun it to the end: python -m resnet_lab.reproduce {run_dir}")
             raise
-        accuracy = _finish(run, job, prepared, history, tracker, started) if main else objective(history)
+        result = RunResult.of(history, prepared.trainer.train_loader.num_samples)
+        if main:
+            _finish(run, job, prepared, history, tracker, started)
         exit_code = 0
     except torch.cuda.OutOfMemoryError:
         out_of_memory = True
@@ -114,7 +111,7 @@ def run_training(run: RunConfig, job: JobContext) -> float:
         print(f"reproduce this run: python -m resnet_lab.reproduce {run_dir}")
         if job.sweep_dir is None:
             print(next_steps(run_dir, job.overrides, tracked=(run_dir / "wandb").is_dir()))
-    return accuracy
+    return result
 
 
 def next_steps(run_dir: Path, overrides: Sequence[str], tracked: bool) -> str:
@@ -154,7 +151,7 @@ def _prepare(run: RunConfig, job: JobContext, tracker: Tracker, main: bool, resu
         checkpoints = job.run_dir / "checkpoints"
         # A resumed run's own checkpoints are replaced, not added to: their space counts as free.
         replaced = sum(path.stat().st_size for path in (checkpoints / LAST, checkpoints / BEST) if path.is_file())
-        check_writable(checkpoints, run_footprint_bytes(trainer, tracked=tracker.active, explained=run.gallery is not None) - replaced)
+        check_writable(checkpoints, run_footprint_bytes(trainer.model, tracked=tracker.active, explained=run.gallery is not None) - replaced)
     resumed_from = None
     if resume is not None:
         path, state = resume
@@ -255,14 +252,14 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
 
     def report_to_trial(trainer: Trainer, metrics: EpochMetrics) -> None:
         last = metrics.epoch >= run.trainer.epochs
-        if not math.isnan(metrics.eval_acc) and trial.report(epoch_objective(metrics), metrics.epoch, last):
-            raise TrialPruned(metrics.epoch, epoch_objective(metrics))
+        if not math.isnan(metrics.eval_acc) and trial.report(metrics.objective, metrics.epoch, last):
+            raise TrialPruned(metrics.epoch, metrics.objective)
 
     return [report_to_trial]
 
 
-def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float) -> float:
-    """summary.json, curves, the GradCAM gallery and the tracker's copies; returns the objective."""
+def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: list[EpochMetrics], tracker: Tracker, started: float) -> None:
+    """summary.json, curves, the GradCAM gallery and the tracker's copies."""
     trainer, classes, eval_name, run_dir = prepared.trainer, prepared.classes, prepared.eval_name, job.run_dir
     summary = _write_summary(run, job, prepared, history, tracker, started, **_test_scores(prepared))
     if run.gallery is not None:
@@ -275,7 +272,6 @@ def _finish(run: RunConfig, job: JobContext, prepared: PreparedRun, history: lis
         )
     _track_outputs(tracker, run_dir, summary)
     log.info("final %s accuracy %.2f%% (best %.2f%%); outputs in %s", eval_name, 100 * history[-1].eval_acc, 100 * summary["best_eval_acc"], run_dir)
-    return summary["objective"]
 
 
 def _finish_pruned(run: RunConfig, job: JobContext, prepared: PreparedRun, tracker: Tracker, started: float, pruned: TrialPruned) -> None:
@@ -291,7 +287,7 @@ def _write_summary(
 ) -> dict:
     """summary.json and curves.png of the epochs trained, finished or pruned; returns the summary."""
     wall = time.perf_counter() - started
-    summary = _summary(prepared.trainer, history, prepared.eval_name, prepared.classes, wall, prepared.resumed_from)
+    summary = run_summary(prepared.trainer, history, prepared.eval_name, prepared.classes, wall, prepared.resumed_from)
     # The job's own start and end on the wall clock: a batch's Optuna trials all carry the batch's.
     finished = time.time()
     summary.update(started_unix_s=finished - wall, finished_unix_s=finished)
@@ -311,44 +307,6 @@ def _test_scores(prepared: PreparedRun) -> dict[str, dict[str, float | int | Non
     tta = trainer.evaluate(loader, tta=trainer.tta)[1] if trainer.tta != TTAMode.none else None
     log.info("test accuracy of the final model (measured once, not used for selection): %.2f%%", 100 * (accuracy if tta is None else tta))
     return {"test": {"acc": accuracy, "tta_acc": tta, "images": len(loader.labels)}}
-
-
-def sweep_objectives(run: RunConfig, run_dir: Path, accuracy: float) -> float | tuple[float, ...]:
-    """What a job returns to its sweeper: the accuracy, or with two hparams_search.objectives
-    the pair (accuracy, its cost) as the run's summary.json recorded them."""
-    if run.hparams_search is None or len(run.hparams_search.objectives) < 2:
-        return accuracy
-    summary = json.loads((run_dir / "summary.json").read_text())
-    recorded = {
-        Objective.accuracy: accuracy,
-        Objective.train_time: summary["steady_train_time_s"],
-        Objective.epochs: float(summary["epochs"]),
-        Objective.examples: float(summary["train_examples"]),
-    }
-    return tuple(recorded[Objective(o)] for o in run.hparams_search.objectives)
-
-
-def steady_train_time(history: list[EpochMetrics]) -> float:
-    """The run's training seconds as its steady state predicts them: epochs x the median epoch
-    after the first. The first epoch carries compilation, the first decode and cache fills, and
-    any one epoch can meet a noisy neighbour; a sum of raw epoch times made the same
-    configuration cost 2.5 s in one trial and 29 s in another, which no Pareto front survives."""
-    return statistics.median(m.epoch_time_s for m in (history[1:] or history)) * len(history)
-
-
-def evaluated(history: list[EpochMetrics]) -> list[EpochMetrics]:
-    """Epochs that were evaluated (trainer.eval_every may skip some)."""
-    return [m for m in history if not math.isnan(m.eval_acc)]
-
-
-def objective(history: list[EpochMetrics]) -> float:
-    """What a sweep maximises: the final accuracy, with test-time augmentation when it is on."""
-    return epoch_objective(history[-1])
-
-
-def epoch_objective(metrics: EpochMetrics) -> float:
-    """The objective as it stood after an evaluated epoch (its trial's intermediate value)."""
-    return metrics.eval_acc if metrics.tta_acc is None else metrics.tta_acc
 
 
 def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
@@ -371,119 +329,3 @@ def _track_outputs(tracker: Tracker, run_dir: Path, summary: dict) -> None:
         tracker.log_artifact("best-checkpoint", "model", run_dir / "checkpoints" / BEST)
     if (run_dir / ".hydra").is_dir():
         tracker.log_artifact("hydra-config", "config", run_dir / ".hydra")
-
-
-@contextmanager
-def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the trainer to stop after the step in flight (a second SIGINT stops
-    at once). Only the main thread may install handlers; elsewhere signals keep their default."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request_stop(signum: int, frame: object) -> None:
-        if trainer.stop_signal and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        trainer.stop_signal = signum
-        log.warning("signal %d: stopping after the current step, then saving the state", signum)
-
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-RESUME_GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler")
-
-
-def _check_same_run(current: dict, saved: dict, path: Path) -> None:
-    """A checkpoint continues only the run it came from: the schedule, data and model must match."""
-    differing = [
-        f"{group}.{key}"
-        for group in RESUME_GROUPS
-        for key in sorted(set(current.get(group, {})) | set(saved.get(group, {})))
-        if current.get(group, {}).get(key) != saved.get(group, {}).get(key)
-    ]
-    if current["trainer"]["epochs"] != saved.get("trainer", {}).get("epochs"):
-        differing.append("trainer.epochs")
-    if differing:
-        raise ConfigError(
-            f"cannot resume from {path}: {', '.join(differing)} differ from the checkpoint's run; resume with its settings, "
-            "or start a new run (resume_from continues the same run only)"
-        )
-
-
-def checkpoint_bytes(trainer: Trainer) -> int:
-    """A checkpoint holds the weights plus optimizer state (up to two tensors per weight)."""
-    return 3 * sum(p.numel() * p.element_size() for p in trainer.model.parameters())
-
-
-def run_footprint_bytes(trainer: Trainer, tracked: bool, explained: bool) -> int:
-    """What the run writes at its peak: last.pt, best.pt and the temporary copy an atomic write
-    makes of one of them, a fourth copy staged by W&B as the model artifact; plus metrics, logs
-    and curves (1 MiB) and the GradCAM gallery and confusion matrix (2 MiB)."""
-    copies = 3 + (1 if tracked else 0)
-    return copies * checkpoint_bytes(trainer) + 2**20 + (2 * 2**20 if explained else 0)
-
-
-def _load_resume(run: RunConfig, resolved: dict, run_dir: Path) -> tuple[Path, dict] | None:
-    """The checkpoint this run continues from (resume_from or trainer.resume), loaded safely and
-    checked to belong to the same run (`resolved`: this run's config as plain values); None for
-    a fresh run."""
-    if run.resume_from is not None:
-        path = resolve_checkpoint(run.resume_from)
-    elif run.trainer.resume:
-        path = run_dir / "checkpoints" / LAST
-        if not path.is_file():
-            raise ConfigError(
-                f"trainer.resume=true but {path} does not exist; run in the original directory (hydra.run.dir=<run_dir>) or pass resume_from=<run_dir>"
-            )
-    else:
-        return None
-    try:
-        state = load_checkpoint(path)
-    except UnsafeCheckpointError:
-        raise
-    except DataError:
-        fallback = path.parent / BEST
-        if not (run.trainer.resume_fallback_best and fallback.is_file() and fallback != path):
-            raise
-        log.warning("%s is damaged; resuming from %s as trainer.resume_fallback_best=true asks", path, fallback)
-        path, state = fallback, load_checkpoint(fallback)
-    _check_same_run(resolved, state["config"], path)
-    return path, state
-
-
-def _summary(trainer: Trainer, history: list[EpochMetrics], eval_name: str, classes: list[str], wall: float, resumed_from: str | None) -> dict:
-    final = history[-1]
-    best = max(evaluated(history), key=lambda m: m.eval_acc)
-    device = trainer.device
-    return {
-        "eval_split": eval_name,
-        "epochs": final.epoch,
-        "final": final.as_row(),
-        "objective": objective(history),
-        "best_eval_acc": best.eval_acc,
-        "best_epoch": best.epoch,
-        "best_train_acc": max(m.train_acc for m in history),
-        "tta": trainer.tta.value,
-        "compile_mode": trainer.compile_mode,
-        "wall_time_s": wall,
-        "train_time_s": sum(m.epoch_time_s for m in history),
-        "steady_train_time_s": steady_train_time(history),
-        "train_examples": trainer.train_loader.num_samples * final.epoch,
-        "mean_images_per_s": sum(m.images_per_s for m in history) / len(history),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": trainer.precision,
-        "cpu_threads": torch.get_num_threads(),
-        "strategy": "ddp" if trainer.distributed else "single",
-        "world_size": world().size if trainer.distributed else 1,
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-        "num_params": sum(p.numel() for p in trainer.model.parameters()),
-        "classes": classes,
-        "resumed_from": resumed_from,
-    }
