@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 
 
@@ -123,40 +121,15 @@ def recorded_accuracy(checkpoint: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from resnet_lab.errors import ResnetLabError
-    from resnet_lab.messages import one_line
-    from resnet_lab.run_folder import claim_output_folder, discard_if_empty
-    from resnet_lab.saved_run import run_location
+    from resnet_lab.run_folder import claim_output_folder
+    from resnet_lab.saved_run import command_line, one_line_errors, output_folder, run_location
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if args else 2)
-    out = None
-    if "--out" in args:
-        at = args.index("--out")
-        if at + 1 >= len(args):
-            print("error: --out needs a folder", file=sys.stderr)
-            sys.exit(2)
-        out = Path(args.pop(at + 1))
-        args.pop(at)
-    best = "--best" in args
-    if best:
-        args.remove("--best")
-    extra = args[1:]
-    out = out or Path("outputs") / "evaluate" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
-    try:
+    args, options, best = command_line(argv, __doc__)
+    with one_line_errors():
         location = run_location(args[0], best)
-        out = claim_output_folder(out)
-    except ResnetLabError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    try:
-        run, what, results, recorded = evaluate(location, extra)
-    except ResnetLabError as error:
-        discard_if_empty(out)
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
+        out = claim_output_folder(output_folder(options.get("--out"), "evaluate"))
+    with one_line_errors(out):
+        run, what, results, recorded = evaluate(location, args[1:])
     write_outputs(out, what, results, recorded)
     track(run, out, what, results)
     for mode, result in results.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import sys
-from datetime import datetime
 from pathlib import Path
 
 BATCH = 256
@@ -53,39 +52,25 @@ def predict(location: Path, paths: list[Path], top: int) -> tuple[list[tuple[Pat
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
+    from resnet_lab.errors import ConfigError, DataError
+    from resnet_lab.run_folder import claim_output_folder
+    from resnet_lab.saved_run import command_line, one_line_errors, output_folder, run_location
 
-    from resnet_lab.errors import DataError, ResnetLabError
-    from resnet_lab.messages import one_line
-    from resnet_lab.run_folder import claim_output_folder, discard_if_empty
-    from resnet_lab.saved_run import run_location
-
-    parser = argparse.ArgumentParser(prog="python -m resnet_lab.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a run directory, a checkpoint .pt file, a W&B run or model artifact folder, or a sweep folder with --best")
-    parser.add_argument("paths", type=Path, nargs="+", help="image files or folders of images")
-    parser.add_argument("--top", type=int, default=3, help="classes listed per image (default 3)")
-    parser.add_argument("--out", type=Path, help="folder for predictions.csv (default outputs/predict/<date>/<time>)")
-    parser.add_argument("--best", action="store_true", help="the run is a sweep folder: use its best complete trial")
-    args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error(f"--top must be >= 1, got {args.top}")
-    out = args.out or Path("outputs") / "predict" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S")
-    try:
-        out = claim_output_folder(out)
-    except ResnetLabError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    try:
-        results, skipped = predict(run_location(str(args.run), args.best), args.paths, args.top)
+    args, options, best = command_line(argv, __doc__, ("--top", "--out"))
+    with one_line_errors():
+        top = options.get("--top", "3")
+        if not top.isdigit() or int(top) < 1:
+            raise ConfigError(f"--top {top} is not allowed: the number of classes to list per image, an integer >= 1")
+        if len(args) < 2:
+            raise ConfigError("no images given: name image files or folders of images after the run")
+        out = claim_output_folder(output_folder(options.get("--out"), "predict"))
+    with one_line_errors(out):
+        results, skipped = predict(run_location(args[0], best), [Path(a) for a in args[1:]], int(top))
         if not results:
             raise DataError(f"none of the {len(skipped)} images could be read: {', '.join(map(str, skipped[:5]))}")
-    except ResnetLabError as error:
-        discard_if_empty(out)
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
     ranks = len(results[0][1])  # --top is capped at the number of classes
-    if ranks < args.top:
-        print(f"--top {args.top} is more than the run's {ranks} classes: all {ranks} are listed")
+    if ranks < int(top):
+        print(f"--top {top} is more than the run's {ranks} classes: all {ranks} are listed")
     with open(out / "predictions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", *[f"{kind}_{rank}" for rank in range(1, ranks + 1) for kind in ("class", "probability")]])

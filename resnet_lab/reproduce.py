@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from resnet_lab.errors import DataError, ResnetLabError
-from resnet_lab.saved_run import load_saved_config, overrides_for, quote, run_location, without_regrouped
+from resnet_lab.errors import DataError
+from resnet_lab.saved_run import command_line, load_saved_config, one_line_errors, output_folder, overrides_for, quote, run_location, without_regrouped
 
 METRICS = ("train_loss", "train_acc", "eval_loss", "eval_acc")
 
@@ -53,27 +52,16 @@ def comparison_table(old: dict[str, float] | None, new: dict[str, float]) -> str
 
 
 def main(argv: list[str] | None = None) -> None:
-    from resnet_lab.messages import one_line
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if args else 2)
-    best = "--best" in args
-    if best:
-        args.remove("--best")
+    args, _, best = command_line(argv, __doc__, valued=())
     extra = args[1:]
-    try:
+    with one_line_errors():
         location = run_location(args[0], best)
         config, choices, source = load_saved_config(location)
         overrides = without_regrouped(overrides_for(config, choices), extra)
         original = original_metrics(location)  # read now: nothing of the original is read after the rerun
         new_dir = run_dir_override(extra, location)
-    except ResnetLabError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
     if new_dir is None:
-        new_dir = str(Path("outputs") / "reproduce" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
+        new_dir = str(output_folder(None, "reproduce"))
         extra.append(f"hydra.run.dir={new_dir}")
     print(f"reproducing {location} from {source} into {new_dir}", flush=True)
     code = run_forwarding([sys.executable, "-m", "resnet_lab.train", *overrides, f"reproduced_from={quote(str(location))}", *extra])

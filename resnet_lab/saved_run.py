@@ -2,22 +2,25 @@
 checkpoint, a W&B run or artifact folder, a sweep's best trial), its saved config (checked before
 it is trusted, then turned back into overrides and composed again over today's config tree),
 its weights rebuilt for evaluation or inference, and new images read and normalised the way its
-data was. reproduce, evaluate, predict and explain all read runs through here, and none of them
-imports another."""
+data was. reproduce, evaluate, predict and explain all read runs through here, share its command
+line (the run, --best, valued options such as --out, one-line errors), and none of them imports
+another."""
 
 from __future__ import annotations
 
 import copy
 import sys
+from contextlib import contextmanager
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
 from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import GROUPS, SCHEMAS
-from resnet_lab.errors import DataError
+from resnet_lab.errors import DataError, ResnetLabError
 
 # Keys of a saved config that describe where it came from rather than what it trains.
 NOT_REPLAYED = ("resume_from", "reproduced_from", "hparams_search", "overrides", "hydra")
@@ -27,6 +30,52 @@ READERS_CHOICE = ("data.cache_dir", "trainer.resume", "trainer.overwrite")
 # progress bar, and no tracker unless the command line names a logger (`logger=wandb`).
 FIXED = ["trainer.strategy=single", "trainer.resume=false", "trainer.progress=false"]
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+EXIT_USAGE = 2
+
+
+def command_line(argv: list[str] | None, doc: str, valued: tuple[str, ...] = ("--out",)) -> tuple[list[str], dict[str, str], bool]:
+    """(the run and what follows it, the values of the `valued` options, --best) of a command
+    that reads a saved run. No argument or --help prints `doc`; an option without its value
+    ends the command with one line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(doc)
+        sys.exit(0 if args else EXIT_USAGE)
+    options: dict[str, str] = {}
+    for flag in valued:
+        if flag in args:
+            at = args.index(flag)
+            if at + 1 >= len(args):
+                print(f"error: {flag} needs a value", file=sys.stderr)
+                sys.exit(EXIT_USAGE)
+            options[flag] = args.pop(at + 1)
+            args.pop(at)
+    best = "--best" in args
+    if best:
+        args.remove("--best")
+    return args, options, best
+
+
+def output_folder(given: str | None, command: str) -> Path:
+    """Where a command writes: --out, or outputs/<command>/<date>/<time> as Hydra names runs."""
+    now = datetime.now()
+    return Path(given) if given else Path("outputs") / command / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+
+
+@contextmanager
+def one_line_errors(out: Path | None = None) -> Iterator[None]:
+    """A refusal inside ends the command: its one line on stderr, its exit code, and the output
+    folder `out` removed again when nothing was written into it."""
+    from resnet_lab.messages import one_line
+    from resnet_lab.run_folder import discard_if_empty
+
+    try:
+        yield
+    except ResnetLabError as error:
+        if out is not None:
+            discard_if_empty(out)
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(error.exit_code)
 
 
 def run_location(given: str, best: bool) -> Path:

@@ -25,6 +25,7 @@ import yaml
 from conftest import REPO, TINY, add_finished_trial, run_main, write_image_folder
 from resnet_lab.study_storage import open_storage
 from resnet_lab.sweep.liveness import interrupted_reasons
+from resnet_lab.sweep.workers import STOP_GRACE_S
 from resnet_lab.track.offline_run import read_offline_run
 
 pytestmark = pytest.mark.slow
@@ -190,6 +191,7 @@ def test_workers_of_two_machines_share_a_postgresql_study_and_a_killed_worker_lo
     deadline = time.time() + 300
     while not (tmp_path / "solo" / "1" / "checkpoints" / "last.pt").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
+    assert (tmp_path / "solo" / "1" / "checkpoints" / "last.pt").exists(), f"trial 1 saved no checkpoint within 300 s (exit code {process.poll()})"
     process.kill()
     process.wait()
     restarted = run_main(*command[2:-1], "hydra.sweep.dir=solo-again", cwd=tmp_path)
@@ -223,8 +225,10 @@ def test_workers_started_by_one_command_stop_together_continue_never_wait_and_pr
     deadline = time.time() + 300
     while len(list((tmp_path / "busy-dir").glob("*/checkpoints/last.pt"))) < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    assert len(list((tmp_path / "busy-dir").glob("*/checkpoints/last.pt"))) == 2, f"both workers train within 300 s (exit code {process.poll()})"
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    # Each worker has STOP_GRACE_S to save its trial before it is killed; a hang still fails here.
+    out, err = process.communicate(timeout=2 * STOP_GRACE_S + 60)
     assert process.returncode == 130, err[-3000:]
     assert "run the same command again to continue it" in out and err.strip().splitlines()[-1] == "interrupted"
     pids = [int(pid) for pid in re.findall(r"sweep worker \d started \(pid (\d+)", out)]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 
 
@@ -98,43 +97,18 @@ def output_names(files: list[Path]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from resnet_lab.errors import ResnetLabError
-    from resnet_lab.messages import one_line
-    from resnet_lab.run_folder import claim_output_folder, discard_if_empty
-    from resnet_lab.saved_run import run_location
+    from resnet_lab.run_folder import claim_output_folder
+    from resnet_lab.saved_run import command_line, one_line_errors, output_folder, run_location
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if args else 2)
-    options: dict[str, str] = {}
-    for flag in ("--class", "--out"):
-        if flag in args:
-            at = args.index(flag)
-            if at + 1 >= len(args):
-                print(f"error: {flag} needs a value", file=sys.stderr)
-                sys.exit(2)
-            options[flag] = args.pop(at + 1)
-            args.pop(at)
-    best = "--best" in args
-    if best:
-        args.remove("--best")
+    args, options, best = command_line(argv, __doc__, ("--class", "--out"))
     # An argument that names an existing file or folder is an image, even with '=' in its name.
     images = [Path(a) for a in args[1:] if Path(a).exists() or "=" not in a]
     overrides = [a for a in args[1:] if not Path(a).exists() and "=" in a]
-    out = Path(options.get("--out") or Path("outputs") / "explain" / datetime.now().strftime("%Y-%m-%d") / datetime.now().strftime("%H-%M-%S"))
-    try:
-        out = claim_output_folder(out)
-    except ResnetLabError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    try:
+    with one_line_errors():
+        out = claim_output_folder(output_folder(options.get("--out"), "explain"))
+    with one_line_errors(out):
         location = run_location(args[0], best)
         done = own_images(location, images, options.get("--class"), out) if images else gallery(location, overrides, out)
-    except ResnetLabError as error:
-        discard_if_empty(out)
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
     print(f"{done}; outputs in {out}")
 
 
