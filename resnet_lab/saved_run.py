@@ -331,7 +331,7 @@ def rebuild(run, checkpoint: Path, state: dict):
 
 def load_model(location: Path):
     """(model on its device in eval mode, classes, run config) from a run's saved config and weights."""
-    from resnet_lab.config.targets import build
+    from resnet_lab.config.targets import build_typed
     from resnet_lab.errors import DataError
     from resnet_lab.train.environment import select_device
 
@@ -339,7 +339,7 @@ def load_model(location: Path):
     classes = list(state.get("classes") or [])
     if not classes:
         raise DataError(f"{checkpoint} does not name its classes (saved by an older resnet_lab); evaluate it instead")
-    model = build(run.composed.model, num_classes=len(classes))
+    model = build_typed(run.model, num_classes=len(classes))
     try:
         model.load_state_dict(state["trainer"]["model"])
     except (RuntimeError, KeyError) as error:

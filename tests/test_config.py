@@ -59,7 +59,7 @@ def test_command_line_group_choice_beats_the_experiment():
 def test_weight_decay_exemption_groups():
     cfg = compose_config(["model.width_multiplier=0.125", "optimizer.decay_norm_and_bias=false"])
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
-    optimizer = build_optimizer(cfg.optimizer, model, lr=0.1, batch_size=cfg.data.batch_size)
+    optimizer = build_optimizer(validate(cfg).optimizer, model, lr=0.1, batch_size=cfg.data.batch_size)
     decayed, exempt = optimizer.param_groups
     assert decayed["weight_decay"] == 5e-4 and len(decayed["params"]) == 1
     assert exempt["weight_decay"] == 0.0 and len(exempt["params"]) == 3

@@ -33,7 +33,7 @@ def test_range_test_suggests_a_finite_lr_in_range_and_restores_everything(image_
     cfg = tiny_config(image_root, "optimizer=adam")
     parts = build_components(validate(cfg))
     finder_cfg = validate(cfg).lr_finder
-    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
+    optimizer = build_optimizer(validate(cfg).optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
     weights = copy.deepcopy(parts.model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     result = range_test(parts.model, optimizer, parts.train_loader, parts.eval_loader, finder_cfg, parts.precision)
@@ -59,7 +59,7 @@ def test_range_test_trains_each_group_as_a_run_at_that_max_lr_would(image_root):
     )
     parts = build_components(validate(cfg))
     finder_cfg = validate(cfg).lr_finder
-    optimizer = build_optimizer(cfg.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
+    optimizer = build_optimizer(validate(cfg).optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=cfg.data.batch_size)
     built = [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
     seen = []
     optimizer.register_step_post_hook(lambda opt, *_: seen.append([(g["lr"], g["weight_decay"]) for g in opt.param_groups]))
@@ -76,7 +76,7 @@ def test_range_test_applies_decoupled_decay_at_its_steady_state_size():
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
     cfg = compose_config(["optimizer.decoupled=true", "optimizer.momentum=0.9", "optimizer.weight_decay=0.02", "optimizer.norm_bias_lr_scale=4"])
-    optimizer = build_optimizer(cfg.optimizer, model, lr=1e-3, batch_size=256)
+    optimizer = build_optimizer(validate(cfg).optimizer, model, lr=1e-3, batch_size=256)
     before = [p.detach().clone() for p in model.parameters()]
     for group in optimizer.param_groups:
         group["lr"] = 0.5

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from conftest import compose_config, configured_model
+from resnet_lab.config import validate
 from resnet_lab.optim.optimizers import build_optimizer
 from resnet_lab.optim.schedulers import build_scheduler
 
@@ -9,8 +10,8 @@ from resnet_lab.optim.schedulers import build_scheduler
 def lrs(scheduler_overrides: list[str], steps_per_epoch: int = 10, epochs: int = 4) -> list[float]:
     cfg = compose_config(scheduler_overrides)
     model = torch.nn.Linear(2, 2)
-    optimizer = build_optimizer(cfg.optimizer, model, lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, epochs)
+    optimizer = build_optimizer(validate(cfg).optimizer, model, lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
+    scheduler = build_scheduler(validate(cfg).scheduler, optimizer, steps_per_epoch, epochs, max_lr=float(cfg.scheduler.max_lr))
     seen = []
     for _ in range(steps_per_epoch * epochs):
         seen.append(optimizer.param_groups[0]["lr"])
@@ -42,8 +43,8 @@ def test_step_and_constant():
 def test_norm_bias_lr_scale_multiplies_the_lr_of_1d_parameters_at_every_step(schedule):
     cfg = compose_config([f"scheduler={schedule}", "scheduler.max_lr=0.1", "optimizer.norm_bias_lr_scale=64", "optimizer.weight_decay=6.4e-3"])
     model = configured_model("width_multiplier=0.125")
-    optimizer = build_optimizer(cfg.optimizer, model, lr=0.1, batch_size=cfg.data.batch_size)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=10, epochs=3)
+    optimizer = build_optimizer(validate(cfg).optimizer, model, lr=0.1, batch_size=cfg.data.batch_size)
+    scheduler = build_scheduler(validate(cfg).scheduler, optimizer, steps_per_epoch=10, epochs=3, max_lr=0.1)
     weights, norms = optimizer.param_groups
     assert all(p.ndim > 1 for p in weights["params"]) and all(p.ndim == 1 for p in norms["params"])
     assert norms["weight_decay"] == pytest.approx(1e-4) and weights["weight_decay"] == pytest.approx(6.4e-3)
@@ -59,8 +60,8 @@ def train_steps(overrides: list[str], max_lr: float, steps: int = 12) -> tuple[l
     torch.manual_seed(0)
     model = configured_model("width_multiplier=0.125")
     cfg = compose_config(["scheduler=onecycle", f"scheduler.max_lr={max_lr}", "data.batch_size=16", *overrides])
-    optimizer = build_optimizer(cfg.optimizer, model, lr=max_lr, batch_size=16)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=steps // 3, epochs=3)
+    optimizer = build_optimizer(validate(cfg).optimizer, model, lr=max_lr, batch_size=16)
+    scheduler = build_scheduler(validate(cfg).scheduler, optimizer, steps_per_epoch=steps // 3, epochs=3, max_lr=max_lr)
     images, labels = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
     per_step = []
     for _ in range(steps):
@@ -88,18 +89,20 @@ def test_decoupled_sgd_is_the_torch_run_it_converts_to():
 
 def test_decoupled_sgd_takes_airbench94s_numbers_to_its_torch_settings():
     cfg = compose_config(["optimizer.decoupled=true", "optimizer.momentum=0.85", "optimizer.weight_decay=0.0153", "optimizer.norm_bias_lr_scale=64"])
-    optimizer = build_optimizer(cfg.optimizer, configured_model("width_multiplier=0.125"), lr=11.5, batch_size=1024)
+    optimizer = build_optimizer(validate(cfg).optimizer, configured_model("width_multiplier=0.125"), lr=11.5, batch_size=1024)
     weights, norms = optimizer.param_groups
     assert weights["lr"] == pytest.approx(1.5) and norms["lr"] == pytest.approx(96.0)  # 11.5 / (1 + 1/0.15); x 64
     assert weights["weight_decay"] == pytest.approx(0.0153 / 11.5) and norms["weight_decay"] == pytest.approx(0.0153 / 11.5 / 64)
-    doubled = build_optimizer(cfg.optimizer, configured_model("width_multiplier=0.125"), lr=23.0, batch_size=1024).param_groups[0]
+    doubled = build_optimizer(validate(cfg).optimizer, configured_model("width_multiplier=0.125"), lr=23.0, batch_size=1024).param_groups[0]
     assert doubled["lr"] * doubled["weight_decay"] == pytest.approx(weights["lr"] * weights["weight_decay"]), "decay per step ignores max_lr"
 
 
 def test_speedrun_configs_note_on_its_decoupled_values_holds():
     def groups(overrides: list[str]) -> list[tuple[float, float]]:
         cfg = compose_config(["experiment=speedrun", *overrides])
-        optimizer = build_optimizer(cfg.optimizer, configured_model("width_multiplier=0.125"), lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
+        optimizer = build_optimizer(
+            validate(cfg).optimizer, configured_model("width_multiplier=0.125"), lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size
+        )
         return [(g["lr"], g["lr"] * g["weight_decay"]) for g in optimizer.param_groups]
 
     plain = groups([])

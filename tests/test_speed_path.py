@@ -35,12 +35,12 @@ def test_tta_averages_the_mirrored_and_shifted_views():
 def test_optimizer_implementation_reaches_torch(setting, expected):
     for group in ("sgd", "adam", "adamw"):
         cfg = compose_config([f"optimizer={group}", f"optimizer.implementation={setting}"])
-        optimizer = build_optimizer(cfg.optimizer, nn.Linear(3, 2), lr=0.1, batch_size=cfg.data.batch_size)
+        optimizer = build_optimizer(validate(cfg).optimizer, nn.Linear(3, 2), lr=0.1, batch_size=cfg.data.batch_size)
         assert {k: optimizer.defaults[k] for k in expected} == expected
 
 
 def test_auto_implementation_keeps_torchs_default_on_the_cpu():
-    optimizer = build_optimizer(compose_config([]).optimizer, nn.Linear(3, 2), lr=0.1, batch_size=512)
+    optimizer = build_optimizer(validate(compose_config([])).optimizer, nn.Linear(3, 2), lr=0.1, batch_size=512)
     assert not optimizer.defaults.get("fused")
 
 

@@ -43,13 +43,14 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
     accuracy first reaches the seed's 80.63%, or through its epochs."""
     from torchvision import transforms
 
-    from resnet_lab.config.targets import build
+    from resnet_lab.config.targets import build_typed
     from resnet_lab.data import load_splits
     from resnet_lab.optim.optimizers import build_optimizer
     from resnet_lab.optim.schedulers import build_scheduler
 
     cfg = compose_run(root, scale, "experiment=seed_replica", f"trainer.epochs={scale.baseline_epochs}")
-    splits = load_splits(validate(cfg).data, root)
+    run = validate(cfg)
+    splits = load_splits(run.data, root)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     normalise = transforms.Normalize(list(cfg.data.mean), list(cfg.data.std))
     train_tf = transforms.Compose(
@@ -63,9 +64,9 @@ def run_baseline(root: Path, scale: Scale) -> dict[str, Any]:
     )
     test = torch.utils.data.DataLoader(_InMemoryImages(splits.eval_images, splits.eval_labels, test_tf), batch_size=cfg.data.eval_batch_size, **loader_options)
     torch.manual_seed(0)
-    model = build(cfg.model, num_classes=splits.num_classes).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model, lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=len(train), epochs=scale.baseline_epochs)
+    model = build_typed(run.model, num_classes=splits.num_classes).to(device)
+    optimizer = build_optimizer(run.optimizer, model, lr=float(cfg.scheduler.max_lr), batch_size=cfg.data.batch_size)
+    scheduler = build_scheduler(run.scheduler, optimizer, steps_per_epoch=len(train), epochs=scale.baseline_epochs, max_lr=float(cfg.scheduler.max_lr))
     reset_peak(device)
     training_s, reached_at, history = 0.0, None, []
     for epoch in range(1, scale.baseline_epochs + 1):

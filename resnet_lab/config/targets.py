@@ -6,7 +6,8 @@ code; anything else in a `_target_` is refused with a one-line error.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, Iterable
 
 from hydra.utils import instantiate
 
@@ -15,3 +16,10 @@ TRUSTED_TARGETS = ("resnet_lab.*", "torch.optim.*")
 
 def build(config: Any, **kwargs: Any) -> Any:
     return instantiate(config, _execution_whitelist_=TRUSTED_TARGETS, **kwargs)
+
+
+def build_typed(config: Any, leave_out: Iterable[str] = (), **kwargs: Any) -> Any:
+    """Instantiate a validated group (its typed schema object): its fields are the factory's
+    arguments, less `leave_out`, the settings the caller applies itself."""
+    skipped = set(leave_out)
+    return build({f.name: getattr(config, f.name) for f in fields(config) if f.name not in skipped}, **kwargs)

@@ -7,12 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from resnet_lab.config.plain import plain_dict
-from resnet_lab.config.schema import OptimizerImplementation
-from resnet_lab.config.targets import build
+from resnet_lab.config.schema import AdamConfig, OptimizerConfig, OptimizerImplementation, SGDConfig
+from resnet_lab.config.targets import build_typed
 from resnet_lab.optim.group_spec import GroupSpec
 
 
@@ -50,24 +48,22 @@ def decoupled_lr_scale(momentum: float, batch_size: int) -> float:
     return batch_size / (1024 * (1 + 1 / (1 - momentum)))
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module, lr: float, batch_size: int) -> torch.optim.Optimizer:
+# Settings of the optimizer group that this module applies; the others are the torch optimizer's.
+GROUPING = ("implementation", "decay_norm_and_bias", "norm_bias_lr_scale", "decoupled")
+
+
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module, lr: float, batch_size: int) -> torch.optim.Optimizer:
     """`lr` is the schedule's peak (scheduler.max_lr); the schedule then drives it per step.
     `batch_size` (the global one) converts decoupled SGD's units."""
-    options = plain_dict(cfg)
-    implementation = OptimizerImplementation(options.pop("implementation", OptimizerImplementation.auto))
-    options.update(implementation_options(implementation, model))
-    decay_norm_and_bias = bool(options.pop("decay_norm_and_bias"))
-    norm_bias_lr_scale = float(options.pop("norm_bias_lr_scale", 1.0))
-    decoupled = bool(options.pop("decoupled", False))
-    weight_decay = float(options["weight_decay"])
-    if "betas" in options:
-        options["betas"] = tuple(options["betas"])
-    factory = build(options)
-    groups = parameter_groups(model, weight_decay, decay_norm_and_bias, norm_bias_lr_scale)
+    torch_options: dict[str, Any] = implementation_options(cfg.implementation, model)
+    if isinstance(cfg, AdamConfig):
+        torch_options["betas"] = tuple(cfg.betas)
+    factory = build_typed(cfg, leave_out=GROUPING, **torch_options)
+    groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, cfg.norm_bias_lr_scale)
     for group in groups:
         spec = GroupSpec.of(group)
-        if decoupled:
-            spec = GroupSpec(spec.lr_scale * decoupled_lr_scale(float(options["momentum"]), batch_size), decoupled_decay=group["weight_decay"])
+        if isinstance(cfg, SGDConfig) and cfg.decoupled:
+            spec = GroupSpec(spec.lr_scale * decoupled_lr_scale(cfg.momentum, batch_size), decoupled_decay=group["weight_decay"])
             group["weight_decay"] = group["weight_decay"] / lr
         spec.apply_to(group)
         group["lr"] = lr * spec.lr_scale

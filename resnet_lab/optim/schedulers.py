@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
-from omegaconf import DictConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from resnet_lab.config.plain import plain_dict
-from resnet_lab.config.schema import AnnealStrategy
-from resnet_lab.config.targets import build
+from resnet_lab.config.schema import AnnealStrategy, SchedulerConfig
+from resnet_lab.config.targets import build_typed
 from resnet_lab.errors import ConfigError
 from resnet_lab.optim.group_spec import GroupSpec
 
@@ -80,9 +78,7 @@ def _set_lr(optimizer: Optimizer, lr: float) -> None:
         group["lr"] = group["initial_lr"] = lr * GroupSpec.of(group).lr_scale
 
 
-def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float | None = None) -> LRScheduler:
-    """`max_lr`, when given, replaces the config's (a value the LR range test chose)."""
-    options = plain_dict(cfg)
-    if max_lr is not None:
-        options["max_lr"] = max_lr
-    return build(options)(optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)
+def build_scheduler(cfg: SchedulerConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float) -> LRScheduler:
+    """`max_lr` is the peak as a number: the config's, or the one the LR range test chose for
+    scheduler.max_lr=auto."""
+    return build_typed(cfg, max_lr=max_lr)(optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -10,9 +10,8 @@ from torch import nn
 
 from resnet_lab.augment import build_augment
 from resnet_lab.config import ConfigError, RunConfig
-from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import AUTO
-from resnet_lab.config.targets import build
+from resnet_lab.config.targets import build_typed
 from resnet_lab.data import DeviceLoader, resident_splits
 from resnet_lab.train.compiled import compile_mode, compiled_model
 from resnet_lab.train.distributed import check_strategy, ddp_device
@@ -50,14 +49,14 @@ def build_components(run: RunConfig, slot: tuple[int, int] | None = None) -> Com
     num_classes = run.model.num_classes or splits.num_classes
     if num_classes != splits.num_classes:
         raise ConfigError(f"model.num_classes={num_classes} is not allowed: the data has {splits.num_classes} classes (use null)")
-    model = build(run.composed.model, num_classes=num_classes)
+    model = build_typed(run.model, num_classes=num_classes)
     channels_last = trainer_cfg.channels_last and device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     mode = compile_mode(trainer_cfg.compile, device)
     compiled = None
     if mode is not None and world is None:
         identity = {
-            "model": plain_dict(run.composed.model),
+            "model": asdict(run.model),
             "classes": num_classes,
             "device": str(device),
             "channels_last": channels_last,

@@ -21,7 +21,7 @@ def run_range_test(run: RunConfig, out_dir: Path, parts: Components | None = Non
         raise ConfigError("the LR range test runs in one process: trainer.strategy='ddp' is not allowed here (use trainer.strategy=single)")
     parts = parts or build_components(run)
     finder_cfg = run.lr_finder
-    optimizer = build_optimizer(run.composed.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=run.data.batch_size)
+    optimizer = build_optimizer(run.optimizer, parts.model, lr=finder_cfg.start_lr, batch_size=run.data.batch_size)
     result = range_test(parts.model, optimizer, parts.train_loader, parts.eval_loader, finder_cfg, parts.precision, run.trainer.label_smoothing)
     save_result(result, out_dir)
     return result

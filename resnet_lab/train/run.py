@@ -45,8 +45,8 @@ def build_trainer(run: RunConfig, parts: Components | None = None, max_lr: float
     `max_lr` replaces `scheduler.max_lr` (needed when that is `auto`)."""
     parts = parts or build_components(run)
     peak = float(run.scheduler.max_lr if max_lr is None else max_lr)
-    optimizer = build_optimizer(run.composed.optimizer, parts.model, lr=peak, batch_size=run.data.batch_size)
-    scheduler = build_scheduler(run.composed.scheduler, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs, max_lr=peak)
+    optimizer = build_optimizer(run.optimizer, parts.model, lr=peak, batch_size=run.data.batch_size)
+    scheduler = build_scheduler(run.scheduler, optimizer, steps_per_epoch=len(parts.train_loader), epochs=run.trainer.epochs, max_lr=peak)
     settings = run.trainer
     options = LoopOptions(
         label_smoothing=settings.label_smoothing,
