@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import cifar_speed, sweep_overhead, sweep_pruning
+from benchmarks import cifar_speed, lr_window, sweep_overhead, sweep_pruning
 from conftest import write_image_folder
 
 
@@ -153,3 +153,24 @@ def test_the_sweep_overhead_benchmark_times_both_sweepers_and_real_trials(tmp_pa
         assert {"resnet_lab", "plugin"} <= set(row) and row["resnet_lab"]["median_wall_s"] > 0
     real = saved["real_trials"]
     assert real["trials"] == 2 and len(real["gaps_between_trials_s"]) == 1 and real["median_gap_s"] >= 0
+
+
+def test_the_lr_window_anchors_are_read_from_the_range_tests_curve():
+    lrs = [10 ** (-4 + i / 4) for i in range(17)]  # 1e-4 .. 1
+    losses = [2.3, 2.3, 2.2, 2.0, 1.6, 1.2, 1.0, 0.9, 0.8, 0.85, 1.0, 2.0, 3.3, 4.0, 9.0, 20.0, 40.0]
+    found = lr_window.anchors({"lr": lrs, "loss": losses, "suggestion": lrs[5], "valley": lrs[5], "steepest": lrs[4]})
+    assert found["loss_minimum"] == lrs[8] and found["divergence"] == lrs[12], "the first loss above 4x the minimum (0.8), after it"
+    assert found["suggestion"] == found["valley"] == lrs[5] and found["steepest"] == lrs[4]
+    assert lr_window.grid(0.01, 8)[0] == 0.001 and lr_window.grid(0.01, 8)[-1] == pytest.approx(3.0)
+
+
+@pytest.mark.slow
+def test_tiny_lr_window_benchmark_grids_the_peak_around_the_range_test_and_writes_its_json(tmp_path):
+    root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=16)
+    lr_window.main(["--tiny", "--data", str(root), "--optimizers", "sgd", "--seeds", "0", "--points", "3", "--out", str(tmp_path / "out")])
+    saved = json.loads(next((tmp_path / "out").glob("*-tiny-lr_window.json")).read_text())
+    sgd = saved["optimizers"]["sgd"]
+    peaks = [p["max_lr"] for p in sgd["peaks"]]
+    assert peaks == lr_window.grid(sgd["anchors"]["suggestion"], 3) and all(len(p["val_accuracy"]) == 1 for p in sgd["peaks"])
+    assert sgd["best_max_lr"] in peaks and sgd["best_mean_val_accuracy"] >= 0.6, "the best peak learns (chance is 1/3)"
+    assert sgd["best_over_anchor"]["suggestion"] == pytest.approx(sgd["best_max_lr"] / sgd["anchors"]["suggestion"])
