@@ -221,7 +221,11 @@ def test_workers_started_by_one_command_stop_together_continue_never_wait_and_pr
     command = [*worker(tmp_path, storage, "busy-dir", seed=3, n_trials=5, study="busy"), "hparams_search.workers=2"]
 
     long = [arg for arg in command if not arg.startswith("trainer.epochs=")] + ["trainer.epochs=500"]
-    process = subprocess.Popen(long, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started as a terminal starts it: SIGINT at its default even when this test process ignores
+    # it (pytest run as a background job of a script), so Ctrl-C below reaches the command.
+    process = subprocess.Popen(
+        long, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     deadline = time.time() + 300
     while len(list((tmp_path / "busy-dir").glob("*/checkpoints/last.pt"))) < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)

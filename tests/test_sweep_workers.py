@@ -3,6 +3,10 @@ ask for the last trial at the same instant, on real Optuna studies, and the work
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -11,7 +15,7 @@ import pytest
 from resnet_lab.study_storage import open_storage
 from resnet_lab.sweep import liveness
 from resnet_lab.sweep.optuna_sweeper import _within_total
-from resnet_lab.sweep.workers import plan_workers
+from resnet_lab.sweep.workers import _dies_with, plan_workers
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
@@ -67,3 +71,18 @@ def test_each_worker_gets_the_command_line_with_its_seed_the_shared_folder_and_a
     assert {w.env["OMP_NUM_THREADS"] for w in workers} == {"2"} and [w.log_file.name for w in workers] == ["0.log", "1.log", "2.log", "3.log"]
     typed = plan_workers(2, ["hydra.sweeper.storage=postgresql://u:pw@h/db"], Path("/s"), "study", None, seed=None)[0].command
     assert "hydra.sweeper.storage=postgresql://u:pw@h/db" in typed and not any("seed=" in arg for arg in typed), "a typed URL with a password is kept as typed"
+
+
+@pytest.mark.slow
+def test_a_worker_can_be_stopped_with_sigint_even_when_its_sweep_ignores_sigint():
+    """A sweep started as a script's background job ignores SIGINT, and children inherit that;
+    the sweep stops its workers with SIGINT, so each worker starts with SIGINT at its default."""
+    show = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        inherited = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True).stdout.strip()
+        worker = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True, preexec_fn=_dies_with(os.getpid())).stdout.strip()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert inherited == "False", "the case is exercised: a child of a process that ignores SIGINT ignores it too"
+    assert worker == "True"

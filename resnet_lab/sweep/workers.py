@@ -105,11 +105,15 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 def _dies_with(parent: int):
     """For the worker's child side of fork: the kernel sends it SIGTERM when the sweep process dies
-    (even by kill -9), so no worker is left running on its own; SIGTERM lets it save its trial."""
+    (even by kill -9), so no worker is left running on its own; SIGTERM lets it save its trial.
+    SIGINT, with which the sweep stops its workers, is put back to its default: a sweep started
+    where SIGINT is ignored (a background job of a script) would otherwise pass that on, and its
+    workers would be killed after STOP_GRACE_S instead of saving their trials."""
 
     def arrange() -> None:
         import ctypes
 
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before the request took effect
             os.kill(os.getpid(), signal.SIGTERM)
