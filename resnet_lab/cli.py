@@ -20,12 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_lab import CONF_DIR
 from resnet_lab.config.groups_help import groups_help
 from resnet_lab.config.targets import TRUSTED_TARGETS
-from resnet_lab.errors import Reported, ResnetLabError
+from resnet_lab.errors import EXIT_USAGE, Reported, ResnetLabError
 from resnet_lab.messages import one_line
 from resnet_lab.secrets import mask_secrets
 from resnet_lab.sweep.callbacks import register_folder_claim
-
-EXIT_USAGE = 2
 
 
 def run_app(task: Callable[[DictConfig], Any], config_name: str) -> None:

@@ -8,6 +8,8 @@ and goes on, while a bad setting stops every trial alike.
 
 from __future__ import annotations
 
+EXIT_USAGE = 2  # a command line or setting that cannot be used, as argparse and Hydra's users expect
+
 
 class ResnetLabError(Exception):
     """A user-facing failure; `exit_code` is what the command-line entry points exit with, and a
@@ -20,7 +22,7 @@ class ResnetLabError(Exception):
 class ConfigError(ResnetLabError, ValueError):
     """A setting that is wrong: refused before any work, nothing written. Exit 2 (usage)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
     refusal = True
 
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from resnet_lab.config.plain import plain_dict
 from resnet_lab.config.schema import GROUPS, SCHEMAS
-from resnet_lab.errors import DataError, ResnetLabError
+from resnet_lab.errors import EXIT_USAGE, DataError, ResnetLabError
 
 # Keys of a saved config that describe where it came from rather than what it trains.
 NOT_REPLAYED = ("resume_from", "reproduced_from", "hparams_search", "overrides", "hydra")
@@ -30,7 +30,6 @@ READERS_CHOICE = ("data.cache_dir", "trainer.resume", "trainer.overwrite")
 # progress bar, and no tracker unless the command line names a logger (`logger=wandb`).
 FIXED = ["trainer.strategy=single", "trainer.resume=false", "trainer.progress=false"]
 EXTENSIONS = (".png", ".jpg", ".jpeg")
-EXIT_USAGE = 2
 
 
 def command_line(argv: list[str] | None, doc: str, valued: tuple[str, ...] = ("--out",)) -> tuple[list[str], dict[str, str], bool]:
