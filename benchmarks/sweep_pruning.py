@@ -20,6 +20,7 @@ summary.json: a batch's Optuna trials all carry the batch's). On a CPU the net i
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -84,7 +85,8 @@ def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trial
     study = optuna.load_study(study_name="resnet_lab", storage=storage)
     by_number = {t.number: t for t in study.trials}
     # Every run folder (<n>, and with schedule halving <n>-e<epochs> for each shorter rung).
-    ran = [(by_number[int(f.parent.name.split("-")[0])], json.loads(f.read_text())) for f in sorted((work / name).glob("*/summary.json"))]
+    folders = sorted((work / name).glob("*/summary.json"))
+    ran = [(by_number[int(f.parent.name.split("-")[0])], json.loads(f.read_text())) for f in folders]
     spans = [(s["started_unix_s"], s["finished_unix_s"]) for _, s in ran]
     first = min(start for start, _ in spans)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -102,10 +104,25 @@ def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trial
         "idle_share": idle_share(spans, slots),
         "idle_share_until_last_start": idle_share(spans, slots, until=max(start for start, _ in spans)),
         "runs": [
-            {"number": t.number, "state": t.state.name, "epochs": s["epochs"], "start_s": round(start - first, 2), "end_s": round(end - first, 2)}
-            for (t, s), (start, end) in zip(ran, spans)
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "params": t.params,
+                "epochs": s["epochs"],
+                "curve": curve(f.parent),
+                "start_s": round(start - first, 2),
+                "end_s": round(end - first, 2),
+            }
+            for (t, s), (start, end), f in zip(ran, spans, folders)
         ],
     }
+
+
+def curve(run: Path) -> list[float]:
+    """The run's selection accuracy after each evaluated epoch (metrics.csv): what a pruner
+    would have judged, kept so that other pruning rules can be replayed on a finished sweep."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return [float(row["eval_acc"]) for row in csv.DictReader(handle)]
 
 
 def idle_share(spans: list[tuple[float, float]], slots: int, until: float | None = None) -> float:

@@ -122,6 +122,7 @@ def test_tiny_pruning_benchmark_runs_its_sweeps_and_writes_its_json(tmp_path):
     assert set(saved["sweeps"]) == {"none", "schedule_halving"} and saved["lr_suggestion"] > 0
     unpruned, halving = saved["sweeps"]["none"], saved["sweeps"]["schedule_halving"]
     assert unpruned["epochs"] == 8 and sorted(r["number"] for r in unpruned["runs"]) == [0, 1, 2, 3]
+    assert all(len(r["curve"]) == r["epochs"] and "scheduler.max_lr" in r["params"] for r in unpruned["runs"]), "each run's curve, to replay pruners"
     assert halving["trials"] == 4 and halving["epochs"] == sum(r["epochs"] for r in halving["runs"]) == 4 + 2 * (halving["runs_trained"] - 4)
     for part in (unpruned, halving):
         assert part["best_accuracy"] >= 0.6 and 0 <= part["best_test_accuracy"] <= 1, "the trials learn (chance is 1/3)"
