@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from resnet_lab.errors import ConfigError
 from resnet_lab.messages import one_line
@@ -86,6 +86,24 @@ def _database(url: str) -> optuna.storages.BaseStorage:
 def _rdb(url: str, engine: dict) -> optuna.storages.BaseStorage:
     import optuna
 
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "connect", _write_ahead_log)
+        storage.engine.dispose()  # the connections opened so far reconnect with it
     # Wrapped once here: every study object of this process then shares one cache; a separate
     # cache per load_study goes stale ("Record does not exist").
-    return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=engine))
+    return optuna.storages.get_storage(storage)
+
+
+def _write_ahead_log(connection: Any, _record: Any) -> None:
+    """SQLite in write-ahead-log mode, synced at checkpoints: a commit then costs about 0.06 ms
+    instead of an fsync (11 ms on a CI disk), and a trial makes five or more; readers never wait
+    for a writer either, which workers sharing the file need. A crash of the process loses
+    nothing; a power cut may lose the last commits, never the file. The processes must share
+    one machine (WAL needs shared memory): across machines, use PostgreSQL."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
@@ -37,10 +38,13 @@ def interrupted_key(number: int) -> str:
 
 
 class Heartbeat:
-    """While the block runs, `trials` (this process's handles) carry a fresh heartbeat."""
+    """While a sweep runs, the trials it is running carry a fresh heartbeat. One thread serves
+    the whole sweep; each batch names its trials (`running`), so a batch starts no thread."""
 
-    def __init__(self, trials: list[optuna.trial.Trial], interval: float = HEARTBEAT_S) -> None:
-        self.trials, self.interval = trials, interval
+    def __init__(self, interval: float = HEARTBEAT_S) -> None:
+        self.interval = interval
+        self.trials: list[optuna.trial.Trial] = []
+        self.lock = threading.Lock()  # a beat never lands on a trial its batch has just told
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
 
@@ -52,9 +56,20 @@ class Heartbeat:
         self.stopped.set()
         self.thread.join()
 
+    @contextmanager
+    def running(self, trials: list[optuna.trial.Trial]) -> Iterator[None]:
+        with self.lock:
+            self.trials = list(trials)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.trials = []
+
     def _beat(self) -> None:
         while not self.stopped.wait(self.interval):
-            self._stamp()
+            with self.lock:
+                self._stamp()
 
     def _stamp(self) -> None:
         now = time.time()

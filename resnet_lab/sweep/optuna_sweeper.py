@@ -138,7 +138,8 @@ class ResumableOptunaSweeper(Sweeper):
             if workers > 1:
                 self._run_workers(workers, sweep_dir, study)
             else:
-                self._run_to_total(study, space, total)
+                with liveness.Heartbeat() as self.heartbeat:
+                    self._run_to_total(study, space, total)
         except KeyboardInterrupt:
             log.warning("sweep interrupted: its finished trials are kept in the study; run the same command again to continue it")
             raise
@@ -221,7 +222,7 @@ class ResumableOptunaSweeper(Sweeper):
             raise ConfigError(f"the search space cannot be drawn: {one_line(error)}") from error
         try:
             # A promoted trial waiting for its next rung is alive too: it beats with the batch.
-            with liveness.Heartbeat(trials + [t for t, _ in self.promoted]), live_trials({self._folder(t.number, epochs.get(t.number)): t for t in trials}):
+            with self.heartbeat.running(trials + [t for t, _ in self.promoted]), live_trials({self._folder(t.number, epochs.get(t.number)): t for t in trials}):
                 returns = self.job_launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException:
             for trial in trials:  # an interrupt or a launcher failure: these trials did not finish
@@ -325,7 +326,8 @@ class ResumableOptunaSweeper(Sweeper):
         """A sweep refused before its first trial leaves nothing: the storage file it created and
         its sweep folder (with parents left empty, up to the working directory) go again."""
         if self.created_file is not None:
-            self.created_file.unlink(missing_ok=True)
+            for suffix in ("", "-wal", "-shm"):  # SQLite's write-ahead log and its index beside the file
+                self.created_file.with_name(self.created_file.name + suffix).unlink(missing_ok=True)
             remove_empty_folders(self.created_file.parent, Path.cwd())
         remove_empty_folders(self.sweep_dir.absolute(), Path.cwd())
 
