@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -86,3 +87,37 @@ def test_a_worker_can_be_stopped_with_sigint_even_when_its_sweep_ignores_sigint(
         signal.signal(signal.SIGINT, previous)
     assert inherited == "False", "the case is exercised: a child of a process that ignores SIGINT ignores it too"
     assert worker == "True"
+
+
+def test_a_sqlite_study_is_written_ahead_logged_and_another_reader_sees_each_commit(tmp_path):
+    """Write-ahead logging spares every commit its fsync; what a commit wrote must still be
+    there for a reader that opens the file on its own, as another worker does."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    study = optuna.create_study(study_name="wal", storage=open_storage(f"sqlite:///{path}"))
+    trial = study.ask()
+    trial.set_user_attr("run_dir", "somewhere")
+    study.tell(trial, 0.5)
+    reader = sqlite3.connect(path)
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert reader.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0] == 1
+    finally:
+        reader.close()
+    assert optuna.load_study(study_name="wal", storage=f"sqlite:///{path}").trials[0].user_attrs["run_dir"] == "somewhere"
+
+
+def test_one_heartbeat_thread_stamps_the_trials_of_the_running_batch_only():
+    study = optuna.create_study()
+    first, second = study.ask(), study.ask()
+    with liveness.Heartbeat(interval=0.01) as beat:
+        with beat.running([first]):
+            deadline = time.monotonic() + 30
+            while liveness.HEARTBEAT_ATTR not in study.trials[first.number].user_attrs:
+                assert time.monotonic() < deadline, "no heartbeat within 30 s"
+                time.sleep(0.01)
+        study.tell(first, 1.0)
+        thread = beat.thread
+    assert not thread.is_alive()
+    assert liveness.HEARTBEAT_ATTR not in study.trials[second.number].user_attrs, "a trial outside the batch gets no beat"
