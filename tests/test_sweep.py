@@ -51,7 +51,7 @@ def test_sweep_runs_reports_and_continues_to_the_total(tmp_path):
     suggestion = json.loads((out / "lr_finder" / "lr_finder.json").read_text())["suggestion"]
     assert summary["lr_finder_suggestion"] == suggestion
     low, high = yaml.safe_load((out / "multirun.yaml").read_text())["hparams_search"]["max_lr_bounds"]
-    assert low == pytest.approx(suggestion / 10, rel=1e-5) and high == pytest.approx(suggestion * 3, rel=1e-5)
+    assert low == pytest.approx(suggestion * 6, rel=1e-5) and high == pytest.approx(suggestion * 300, rel=1e-5)
     assert all(low <= t["params"]["scheduler.max_lr"] <= high for t in summary["trials"])
     assert {Path(t["run_dir"]).name for t in summary["trials"]} == {"0", "1", "2", "3"}
 
@@ -70,7 +70,7 @@ def test_sweep_runs_reports_and_continues_to_the_total(tmp_path):
 def test_bounds_follow_a_named_lr_finder_json(tmp_path):
     given = tmp_path / "lr_finder.json"
     given.write_text(json.dumps({"suggestion": 0.02}))
-    result = sweep(tmp_path, "named", "hydra.sweeper.n_trials=2", f"hparams_search.lr_finder_json={given}", "hparams_search.lr_high_factor=2")
+    result = sweep(tmp_path, "named", "hydra.sweeper.n_trials=2", f"hparams_search.lr_finder_json={given}", "hparams_search.lr_window=[0.1,2]")
     assert result.returncode == 0, result.stderr
     saved = yaml.safe_load((tmp_path / "named" / "multirun.yaml").read_text())
     assert saved["hparams_search"]["max_lr_bounds"] == [0.002, 0.04]

@@ -427,8 +427,7 @@ class Objective(str, Enum):
 class HParamsSearchConfig:
     max_lr_bounds: Optional[List[float]] = MISSING
     lr_finder_json: Optional[str] = MISSING
-    lr_low_factor: float = MISSING
-    lr_high_factor: float = MISSING
+    lr_window: List[float] = MISSING
     weight_decay_low: float = MISSING
     weight_decay_high: float = MISSING
     grid_points: int = MISSING
@@ -455,8 +454,12 @@ class HParamsSearchConfig:
                 bounds,
                 "null (from the LR range test) or [low, high] with 0 < low < high",
             )
-        require(self.lr_low_factor >= 1.0, f"{key}.lr_low_factor", self.lr_low_factor, "a factor >= 1 (low bound = suggestion / factor)")
-        require(self.lr_high_factor >= 1.0, f"{key}.lr_high_factor", self.lr_high_factor, "a factor >= 1 (high bound = suggestion * factor)")
+        require(
+            len(self.lr_window) == 2 and 0 < self.lr_window[0] < self.lr_window[1],
+            f"{key}.lr_window",
+            list(self.lr_window),
+            "[low, high] multiples of the LR-finder suggestion, 0 < low < high (max_lr in [suggestion x low, suggestion x high])",
+        )
         _positive(f"{key}.weight_decay_low", self.weight_decay_low)
         require(
             self.weight_decay_high > self.weight_decay_low,

@@ -339,7 +339,7 @@ class ResumableOptunaSweeper(Sweeper):
             suggestion = None
         else:
             suggestion = self._suggestion(search, study, sweep_dir)
-            low, high = suggestion / search.lr_low_factor, suggestion * search.lr_high_factor
+            low, high = suggestion * search.lr_window[0], suggestion * search.lr_window[1]
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
         grid = search.grid_points if self.is_grid() else None
         space = {
