@@ -6,7 +6,8 @@ One LR range test, then Optuna sweeps of max_lr x weight_decay around its window
 command (`python -m resnet_lab.train -m hparams_search=optuna ...`) on its own SQLite study, with
 the same TPE seed:
 
-* none, median, hyperband: one trial at a time, so the three differ only in the pruner;
+* none, median, hyperband, schedule_halving, margin: one trial at a time, so they differ only
+  in the pruner;
 * batch2, workers2: the median pruner with two trials at once, as batches of two
   (hydra.sweeper.n_jobs=2 on the joblib launcher) and as two workers that never wait
   (hparams_search.workers=2).
@@ -39,6 +40,7 @@ SWEEPS: dict[str, list[str]] = {
     "median": ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=3", "hparams_search.pruner.warmup_epochs=1"],
     "hyperband": ["hparams_search.pruner.kind=hyperband", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
     "schedule_halving": ["hparams_search.pruner.kind=schedule_halving", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
+    "margin": ["hparams_search.pruner.kind=margin", "hparams_search.pruner.startup_trials=2"],
 }
 PARALLEL: dict[str, list[str]] = {
     "batch2": [*SWEEPS["median"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
@@ -141,7 +143,7 @@ def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for key, part in results.items():
         name, _, seed = key.partition(".seed")
         base = results.get(f"none.seed{seed}" if seed else "none")
-        if name not in ("median", "hyperband", "schedule_halving") or base is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
+        if name not in ("median", "hyperband", "schedule_halving", "margin") or base is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
             continue
         share = part["epochs"] / base["epochs"]
         drop = 100 * (base["best_accuracy"] - part["best_accuracy"])

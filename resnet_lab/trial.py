@@ -73,13 +73,14 @@ class TrialReporter:
             handle.study.pruner = pruner
 
     @classmethod
-    def for_job(cls, run_dir: Path, address: TrialAddress | None, pruning: PrunerConfig | None = None) -> "TrialReporter | None":
+    def for_job(cls, run_dir: Path, address: TrialAddress | None, pruning: PrunerConfig | None = None, judge_from: int = 0) -> "TrialReporter | None":
+        """`judge_from`: the epoch the schedule's LR peaks at, before which the margin pruner waits."""
         handle = _LIVE.get(str(run_dir.resolve()))
         if handle is None and address is not None:
             handle = _open_trial(address)
         if handle is None:
             return None
-        return cls(handle, build_pruner(pruning) if pruning is not None and pruning.kind != PrunerKind.none else None)
+        return cls(handle, build_pruner(pruning, judge_from) if pruning is not None and pruning.kind != PrunerKind.none else None)
 
     def report(self, value: float, epoch: int, last: bool = False) -> bool:
         """Records `value` at step `epoch`; returns whether the pruner stops the trial here. The
@@ -99,11 +100,13 @@ class TrialReporter:
             return False
 
 
-def build_pruner(cfg: PrunerConfig) -> Any:
+def build_pruner(cfg: PrunerConfig, judge_from: int = 0) -> Any:
     """Optuna's pruner for `hparams_search.pruner` (steps are epochs)."""
     import optuna
 
     kind = PrunerKind(cfg.kind)
+    if kind == PrunerKind.margin:
+        return LearnedMarginPruner(cfg.startup_trials, max(cfg.warmup_epochs, judge_from))
     if kind == PrunerKind.median:
         return optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs)
     if kind == PrunerKind.percentile:
@@ -137,3 +140,43 @@ def _open_trial(address: TrialAddress) -> Any:
         log.warning("trial %d's epochs are not reported: its study could not be opened here (%s: %s)", address.number, type(error).__name__, error)
         return None
     return optuna.trial.Trial(study, trial_id)
+
+
+NEAR_BEST = 0.01  # trials that ended within one point of accuracy of the best teach the margin
+
+
+def learned_margin_prunes(value: float, epoch: int, complete: list[tuple[dict[int, float], float]], maximize: bool, startup: int) -> bool:
+    """Whether a trial scoring `value` after `epoch` trails too far to end among the best.
+    `complete`: (curve, final value) of the study's complete trials. The margin is learned from
+    them: the most that any trial which ended within NEAR_BEST of the best trailed the leader at
+    this epoch. A trial further behind than that is stopped; one within it goes on, however
+    slowly it started, as the eventual best once did."""
+    sign = 1.0 if maximize else -1.0
+    seen = [(sign * curve[epoch], sign * final) for curve, final in complete if epoch in curve]
+    if len(seen) < max(startup, 1):
+        return False
+    lead = max(at for at, _ in seen)
+    best = max(final for _, final in seen)
+    margin = max(lead - at for at, final in seen if final >= best - NEAR_BEST)
+    return not lead - sign * value <= margin  # a NaN value is stopped too
+
+
+class LearnedMarginPruner:
+    """`hparams_search.pruner.kind=margin`: Optuna's pruner interface (`prune(study, trial)`),
+    judged from `judge_from` (the epoch the LR peaks at, or warmup_epochs) by
+    `learned_margin_prunes`. Under one-cycle, the median pruner stops the eventual best after
+    epoch 1, where a high peak is still climbing; this one compares trials only once their LR
+    has peaked, and only against the lag that good trials are known to have had."""
+
+    def __init__(self, startup_trials: int, judge_from: int) -> None:
+        self.startup_trials, self.judge_from = startup_trials, judge_from
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        import optuna
+
+        epoch = trial.last_step
+        if epoch is None or epoch < max(self.judge_from, 1):
+            return False
+        complete = [(t.intermediate_values, t.value) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return learned_margin_prunes(trial.intermediate_values[epoch], epoch, complete, maximize, self.startup_trials)

@@ -438,3 +438,68 @@ def test_schedule_halving_trains_complete_short_runs_and_lets_only_the_best_go_o
             assert trial.user_attrs["run_dir"] == str(tmp_path / "ladder" / str(trial.number))
         else:
             assert trial.state.name == "PRUNED" and trial.user_attrs["pruned_at_epoch"] == 1 and not (tmp_path / "ladder" / str(trial.number)).exists()
+
+
+def _finished(study: optuna.Study, curve: dict[int, float]) -> None:
+    lr = optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.1}, distributions={"lr": lr}, value=curve[max(curve)], intermediate_values=curve))
+
+
+def _reported(study: optuna.Study, curve: dict[int, float]) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    for epoch, value in curve.items():
+        trial.report(value, epoch)
+    return study.trials[trial.number]
+
+
+def test_the_margin_pruner_keeps_a_late_bloomer_that_the_median_pruner_stops():
+    """Under one-cycle, the trial with the highest good peak starts slowest and ends best. The
+    margin pruner waits for the LR's peak (epoch 2 here), then allows a trial the lag that the
+    near-best trial had: a second late bloomer goes on, a hopeless trial stops."""
+    from resnet_lab.config.schema import PrunerConfig, PrunerKind
+    from resnet_lab.trial import build_pruner
+
+    study = optuna.create_study(direction="maximize")
+    _finished(study, {1: 0.30, 2: 0.35, 3: 0.40, 4: 0.45})  # quick start, mediocre end
+    _finished(study, {1: 0.28, 2: 0.33, 3: 0.38, 4: 0.44})
+    _finished(study, {1: 0.15, 2: 0.25, 3: 0.38, 4: 0.60})  # the late bloomer: 0.10 behind at epoch 2, best at the end
+    settings = PrunerConfig(kind=PrunerKind.margin, startup_trials=2, warmup_epochs=0, percentile=25.0, min_epochs=1, reduction_factor=3)
+    margin = build_pruner(settings, judge_from=2)
+    median = build_pruner(PrunerConfig(**{**vars(settings), "kind": PrunerKind.median}))
+
+    bloomer = _reported(study, {1: 0.14, 2: 0.26})
+    assert median.prune(study, bloomer), "the median of epoch 2 (0.33) is above it"
+    assert not margin.prune(study, bloomer), "0.09 behind the leader at epoch 2: within the 0.10 the best trial trailed by"
+    hopeless = _reported(study, {1: 0.12})
+    assert not margin.prune(study, hopeless), "epoch 1 is before the LR's peak: not judged"
+    hopeless = _reported(study, {1: 0.12, 2: 0.20})
+    assert margin.prune(study, hopeless), "0.15 behind at epoch 2, more than any near-best trial trailed"
+
+
+def test_the_lr_peaks_where_the_schedule_says():
+    from resnet_lab.config.schema import AnnealStrategy, CosineConfig, OneCycleConfig, StepConfig
+    from resnet_lab.optim.schedulers import peak_epoch
+
+    onecycle = OneCycleConfig(max_lr=0.4, pct_start=0.25, div_factor=25.0, final_div_factor=1e4, anneal_strategy=AnnealStrategy.cos, three_phase=False)
+    assert peak_epoch(onecycle, 8) == 2 and peak_epoch(onecycle, 10) == 3
+    assert peak_epoch(CosineConfig(max_lr=0.4, warmup_epochs=1.5, min_lr=0.0), 10) == 2
+    assert peak_epoch(StepConfig(max_lr=0.4, step_epochs=3, gamma=0.5), 10) == 0
+
+
+def test_a_margin_pruned_sweep_judges_a_hopeless_trial_once_the_lr_has_peaked(tmp_path):
+    """8 epochs of one-cycle with pct_start 0.25: the LR peaks after epoch 2, so a trial stuck at
+    chance (max_lr 1e-6, enqueued) is stopped there, not after epoch 1."""
+    from resnet_lab.study_storage import open_storage
+
+    (tmp_path / "studies").mkdir()
+    url = f"sqlite:///{tmp_path / 'studies' / 'test.db'}"
+    study = optuna.create_study(study_name="margin", storage=open_storage(url), direction="maximize")
+    study.enqueue_trial({"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4})
+    study.enqueue_trial({"scheduler.max_lr": 1e-6, "optimizer.weight_decay": 1e-4})
+    pruning = ["hparams_search.pruner.kind=margin", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
+    settings = ["hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=margin", "hparams_search.max_lr_bounds=[0.01,0.1]", *pruning]
+    result = sweep(tmp_path, "m", *settings, epochs=8, storage=url)
+    assert result.returncode == 0, result.stderr
+    learned, hopeless = sorted(optuna.load_study(study_name="margin", storage=url).trials, key=lambda t: t.number)
+    assert learned.state.name == "COMPLETE" and learned.value > 0.6, "it learns (chance is 1/3)"
+    assert hopeless.state.name == "PRUNED" and hopeless.user_attrs["pruned_at_epoch"] == 2 and list(hopeless.intermediate_values) == [1, 2]

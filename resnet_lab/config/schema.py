@@ -391,6 +391,7 @@ class PrunerKind(str, Enum):
     successive_halving = "successive_halving"
     hyperband = "hyperband"
     schedule_halving = "schedule_halving"  # multi-fidelity: trials judged at the end of complete, shorter schedules (sweep/schedule_halving.py)
+    margin = "margin"  # judged at equal epochs after the LR's peak, allowed the lag the near-best trials had there (trial.py)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from resnet_lab.config.schema import AnnealStrategy, SchedulerConfig
+from resnet_lab.config.schema import AnnealStrategy, CosineConfig, OneCycleConfig, SchedulerConfig
 from resnet_lab.config.targets import build_typed
 from resnet_lab.errors import ConfigError
 from resnet_lab.optim.group_spec import GroupSpec
@@ -76,6 +76,17 @@ def _set_lr(optimizer: Optimizer, lr: float) -> None:
     """The peak LR on every group, times the group's `lr_scale` (optimizer.norm_bias_lr_scale)."""
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] = lr * GroupSpec.of(group).lr_scale
+
+
+def peak_epoch(cfg: SchedulerConfig, epochs: int) -> int:
+    """The epoch by whose end the schedule has reached max_lr. Before it, a trial with a higher
+    peak is still climbing and scores below one that has settled on a lower peak, whatever it
+    will end at, so a pruner that compares epochs must not judge there."""
+    if isinstance(cfg, OneCycleConfig):
+        return math.ceil(cfg.pct_start * epochs)
+    if isinstance(cfg, CosineConfig):
+        return math.ceil(cfg.warmup_epochs)
+    return 0
 
 
 def build_scheduler(cfg: SchedulerConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int, max_lr: float) -> LRScheduler:

@@ -24,7 +24,7 @@ from resnet_lab.explain.gradcam import target_layer, target_layer_name
 from resnet_lab.files import check_writable, write_json
 from resnet_lab.job import JobContext
 from resnet_lab.optim.optimizers import build_optimizer
-from resnet_lab.optim.schedulers import build_scheduler
+from resnet_lab.optim.schedulers import build_scheduler, peak_epoch
 from resnet_lab.track import Tracker, build_tracker
 from resnet_lab.train.checkpoint import BEST, LAST, load_resume, run_footprint_bytes, save_checkpoint
 from resnet_lab.train.components import Components, build_components
@@ -246,7 +246,8 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
         return []
     if run.hparams_search is not None and PrunerKind(run.hparams_search.pruner.kind) == PrunerKind.schedule_halving:
         return []  # the sweeper records each complete run's final value at its rung; epochs of one run are not steps of the trial
-    trial = TrialReporter.for_job(job.run_dir, job.trial, run.hparams_search.pruner if run.hparams_search is not None else None)
+    pruning = run.hparams_search.pruner if run.hparams_search is not None else None
+    trial = TrialReporter.for_job(job.run_dir, job.trial, pruning, judge_from=peak_epoch(run.scheduler, run.trainer.epochs))
     if trial is None:
         return []
 
