@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import cifar_speed, lr_window, sweep_overhead, sweep_pruning
+from benchmarks import cifar_speed, lr_window, pruning_replay, sweep_overhead, sweep_pruning
 from conftest import write_image_folder
 
 
@@ -175,3 +175,19 @@ def test_tiny_lr_window_benchmark_grids_the_peak_around_the_range_test_and_write
     assert peaks == lr_window.grid(sgd["anchors"]["suggestion"], 3) and all(len(p["val_accuracy"]) == 1 for p in sgd["peaks"])
     assert sgd["best_max_lr"] in peaks and sgd["best_mean_val_accuracy"] >= 0.6, "the best peak learns (chance is 1/3)"
     assert sgd["best_over_anchor"]["suggestion"] == pytest.approx(sgd["best_max_lr"] / sgd["anchors"]["suggestion"])
+
+
+def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_keeps(tmp_path):
+    """Five trials of 4 epochs, in the order they ran: a quick starter, a late bloomer that ends
+    best, a hopeless trial, a second late bloomer, a second quick starter. The median from epoch
+    1 stops the second late bloomer; the margin pruner from epoch 2 keeps it (it trails by less
+    than the first late bloomer did) and stops only the hopeless trial."""
+    curves = [[0.30, 0.35, 0.40, 0.45], [0.15, 0.25, 0.38, 0.60], [0.12, 0.20, 0.22, 0.25], [0.14, 0.27, 0.40, 0.58], [0.28, 0.33, 0.38, 0.44]]
+    runs = [{"number": n, "curve": curve, "epochs": 4} for n, curve in enumerate(curves)]
+    source = tmp_path / "none.json"
+    source.write_text(json.dumps({"machine": {"gpu": None}, "recipe": [], "sweeps": {"none": {"pruned": 0, "runs": runs}}}))
+    result = pruning_replay.main([str(source)])
+    rules = json.loads((tmp_path / "none-replay.json").read_text())["sweeps"]["none"]["rules"]
+    assert rules == result["sweeps"]["none"]["rules"]
+    assert rules["median@1"] == {"epochs": 4 + 4 + 1 + 1 + 3, "share": 0.65, "best_kept": 0.60, "drop_points": 0.0, "pruned": 3}
+    assert rules["margin@2"] == {"epochs": 4 + 4 + 2 + 4 + 4, "share": 0.9, "best_kept": 0.60, "drop_points": 0.0, "pruned": 1}
