@@ -140,7 +140,7 @@ def test_idle_share_counts_the_slot_time_no_trial_ran():
 def test_an_unknown_sweep_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         sweep_pruning.main(["--sweeps", "median,asha", "--data", str(tmp_path)])
-    assert stopped.value.code == 2 and "unknown sweep(s) asha; allowed: none, median, hyperband, schedule_halving, batch2, workers2" in capsys.readouterr().err
+    assert stopped.value.code == 2 and "unknown sweep(s) asha; allowed: none, median, hyperband, schedule_halving, margin, batch2, workers2" in capsys.readouterr().err
 
 
 def test_the_sweep_overhead_benchmark_times_both_sweepers_and_real_trials(tmp_path):
