@@ -11,8 +11,9 @@ also learns from the pruned trials and draws other values, so this ranks rules; 
 replace running them (`python -m benchmarks.sweep_pruning --sweeps none,margin`).
 
 Rules: `median@w`, Optuna's median pruner from epoch w (2 startup trials); `margin@w`, resnet_lab's
-margin pruner (trial.py: learned_margin_prunes) from epoch w, the epoch one-cycle's LR peaks at
-being the one it uses by itself.
+margin pruner (trial.py: learned_margin_prunes, 1 startup trial with as high a peak) from epoch w,
+the epoch one-cycle's LR peaks at being the one it uses by itself; `margin-any-peak@w`, the same
+judged against every finished trial, whatever its peak LR.
 """
 
 from __future__ import annotations
@@ -23,49 +24,55 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from resnet_lab.trial import learned_margin_prunes
+from resnet_lab.trial import PEAK_KEY, learned_margin_prunes
 
-STARTUP = 2  # trials that finish before any is judged, as in the benchmark's sweeps
+MEDIAN_STARTUP = 2  # Optuna's median pruner: trials that finish before any is judged
+MARGIN_STARTUP = 1  # the margin pruner: finished trials with as high a peak LR
 
 Curve = list[float]
-Rule = Callable[[float, int, list[Curve]], bool]
+Trial = tuple[Curve, float | None]  # (validation curve, peak LR)
+Rule = Callable[[float, int, float | None, list[Trial]], bool]
 
 
 def median_rule(warmup: int) -> Rule:
-    def prunes(value: float, epoch: int, finished: list[Curve]) -> bool:
-        if len(finished) < STARTUP or epoch < warmup:
+    def prunes(value: float, epoch: int, peak: float | None, finished: list[Trial]) -> bool:
+        if len(finished) < MEDIAN_STARTUP or epoch < warmup:
             return False
-        return value < statistics.median(curve[epoch - 1] for curve in finished)
+        return value < statistics.median(curve[epoch - 1] for curve, _ in finished)
 
     return prunes
 
 
-def margin_rule(judge_from: int) -> Rule:
-    def prunes(value: float, epoch: int, finished: list[Curve]) -> bool:
+def margin_rule(judge_from: int, any_peak: bool = False) -> Rule:
+    def prunes(value: float, epoch: int, peak: float | None, finished: list[Trial]) -> bool:
         if epoch < judge_from:
             return False
-        complete = [({e + 1: v for e, v in enumerate(curve)}, curve[-1]) for curve in finished]
-        return learned_margin_prunes(value, epoch, complete, maximize=True, startup=STARTUP)
+        complete = [({e + 1: v for e, v in enumerate(curve)}, curve[-1], None if any_peak else at) for curve, at in finished]
+        return learned_margin_prunes(value, epoch, None if any_peak else peak, complete, maximize=True, startup=MARGIN_STARTUP)
 
     return prunes
 
 
-def replay(curves: list[Curve], prunes: Rule) -> dict[str, Any]:
-    """`curves` in the order the trials ran; a trial is never judged after its last epoch."""
-    finished: list[Curve] = []
+def replay(trials: list[Trial], prunes: Rule) -> dict[str, Any]:
+    """`trials` in the order they ran; a trial is never judged after its last epoch."""
+    finished: list[Trial] = []
     epochs = 0
-    for curve in curves:
-        stopped = next((epoch for epoch in range(1, len(curve)) if prunes(curve[epoch - 1], epoch, finished)), None)
+    for curve, peak in trials:
+        stopped = next((epoch for epoch in range(1, len(curve)) if prunes(curve[epoch - 1], epoch, peak, finished)), None)
         epochs += len(curve) if stopped is None else stopped
         if stopped is None:
-            finished.append(curve)
-    full = sum(len(curve) for curve in curves)
-    best, kept = max(curve[-1] for curve in curves), max(curve[-1] for curve in finished)
+            finished.append((curve, peak))
+    full = sum(len(curve) for curve, _ in trials)
+    best, kept = max(curve[-1] for curve, _ in trials), max(curve[-1] for curve, _ in finished)
     drop = round(100 * (best - kept), 2)
-    return {"epochs": epochs, "share": round(epochs / full, 3), "best_kept": kept, "drop_points": drop, "pruned": len(curves) - len(finished)}
+    return {"epochs": epochs, "share": round(epochs / full, 3), "best_kept": kept, "drop_points": drop, "pruned": len(trials) - len(finished)}
 
 
-RULES = {f"median@{w}": median_rule(w) for w in (1, 2, 3)} | {f"margin@{w}": margin_rule(w) for w in (1, 2, 3)}
+RULES = (
+    {f"median@{w}": median_rule(w) for w in (1, 2, 3)}
+    | {f"margin@{w}": margin_rule(w) for w in (1, 2, 3)}
+    | {f"margin-any-peak@{w}": margin_rule(w, any_peak=True) for w in (1, 2, 3)}
+)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -79,12 +86,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = sorted(sweep["runs"], key=lambda run: run["number"])
         if sweep.get("pruned") or not all(run.get("curve") for run in runs):
             continue  # only an unpruned sweep's curves say what every trial would have reached
-        curves = [run["curve"] for run in runs]
-        rules = {rule: replay(curves, prunes) for rule, prunes in RULES.items()}
-        replays[name] = {"epochs": sum(len(c) for c in curves), "best": max(c[-1] for c in curves), "rules": rules}
+        trials = [(run["curve"], (run.get("params") or {}).get(PEAK_KEY)) for run in runs]
+        rules = {rule: replay(trials, prunes) for rule, prunes in RULES.items()}
+        replays[name] = {"epochs": sum(len(c) for c, _ in trials), "best": max(c[-1] for c, _ in trials), "rules": rules}
     if not replays:
         parser.error(f"{args.results} has no unpruned sweep with learning curves (run benchmarks.sweep_pruning --sweeps none)")
-    result = {"source": args.results.name, "machine": saved["machine"], "recipe": saved["recipe"], "startup_trials": STARTUP, "sweeps": replays}
+    startup = {"median": MEDIAN_STARTUP, "margin": MARGIN_STARTUP}
+    result = {"source": args.results.name, "machine": saved["machine"], "recipe": saved["recipe"], "startup_trials": startup, "sweeps": replays}
     out = (args.out or args.results.parent) / f"{args.results.stem}-replay.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -40,7 +40,7 @@ SWEEPS: dict[str, list[str]] = {
     "median": ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=3", "hparams_search.pruner.warmup_epochs=1"],
     "hyperband": ["hparams_search.pruner.kind=hyperband", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
     "schedule_halving": ["hparams_search.pruner.kind=schedule_halving", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
-    "margin": ["hparams_search.pruner.kind=margin", "hparams_search.pruner.startup_trials=2"],
+    "margin": ["hparams_search.pruner.kind=margin", "hparams_search.pruner.startup_trials=1"],
 }
 PARALLEL: dict[str, list[str]] = {
     "batch2": [*SWEEPS["median"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],

@@ -143,16 +143,23 @@ def _open_trial(address: TrialAddress) -> Any:
 
 
 NEAR_BEST = 0.01  # trials that ended within one point of accuracy of the best teach the margin
+PEAK_KEY = "scheduler.max_lr"  # the searched parameter that makes a trial start slow under one-cycle
+
+Finished = tuple[dict[int, float], float, "float | None"]  # a complete trial's (curve, final value, peak LR)
 
 
-def learned_margin_prunes(value: float, epoch: int, complete: list[tuple[dict[int, float], float]], maximize: bool, startup: int) -> bool:
-    """Whether a trial scoring `value` after `epoch` trails too far to end among the best.
-    `complete`: (curve, final value) of the study's complete trials. The margin is learned from
-    them: the most that any trial which ended within NEAR_BEST of the best trailed the leader at
-    this epoch. A trial further behind than that is stopped; one within it goes on, however
-    slowly it started, as the eventual best once did."""
+def learned_margin_prunes(value: float, epoch: int, peak: float | None, complete: list[Finished], maximize: bool, startup: int) -> bool:
+    """Whether a trial scoring `value` after `epoch`, with peak LR `peak`, trails too far to end
+    among the best. `complete`: (curve, final value, peak LR) of the study's complete trials.
+    Only those whose peak was at least this trial's judge it: a higher peak learns slower early,
+    so trials that settled on lower peaks say nothing about it (and a high peak stopped for
+    trailing them teaches the sampler that high peaks are bad: on one CPU sweep that cost 8
+    points). At least `startup` such trials must have finished. The margin is learned from
+    them: the most that any of them which ended within NEAR_BEST of their best trailed their
+    leader at this epoch. A trial further behind is stopped; one within it goes on, however
+    slowly it started, as the best of them once did."""
     sign = 1.0 if maximize else -1.0
-    seen = [(sign * curve[epoch], sign * final) for curve, final in complete if epoch in curve]
+    seen = [(sign * curve[epoch], sign * final) for curve, final, at in complete if epoch in curve and (peak is None or at is None or at >= peak)]
     if len(seen) < max(startup, 1):
         return False
     lead = max(at for at, _ in seen)
@@ -166,7 +173,8 @@ class LearnedMarginPruner:
     judged from `judge_from` (the epoch the LR peaks at, or warmup_epochs) by
     `learned_margin_prunes`. Under one-cycle, the median pruner stops the eventual best after
     epoch 1, where a high peak is still climbing; this one compares trials only once their LR
-    has peaked, and only against the lag that good trials are known to have had."""
+    has peaked, only against trials with as high a peak, and only by the lag that good trials
+    are known to have had."""
 
     def __init__(self, startup_trials: int, judge_from: int) -> None:
         self.startup_trials, self.judge_from = startup_trials, judge_from
@@ -177,6 +185,7 @@ class LearnedMarginPruner:
         epoch = trial.last_step
         if epoch is None or epoch < max(self.judge_from, 1):
             return False
-        complete = [(t.intermediate_values, t.value) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        complete = [(t.intermediate_values, t.value, t.params.get(PEAK_KEY)) for t in finished]
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return learned_margin_prunes(trial.intermediate_values[epoch], epoch, complete, maximize, self.startup_trials)
+        return learned_margin_prunes(trial.intermediate_values[epoch], epoch, trial.params.get(PEAK_KEY), complete, maximize, self.startup_trials)

@@ -140,7 +140,8 @@ def test_idle_share_counts_the_slot_time_no_trial_ran():
 def test_an_unknown_sweep_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         sweep_pruning.main(["--sweeps", "median,asha", "--data", str(tmp_path)])
-    assert stopped.value.code == 2 and "unknown sweep(s) asha; allowed: none, median, hyperband, schedule_halving, margin, batch2, workers2" in capsys.readouterr().err
+    allowed = "none, median, hyperband, schedule_halving, margin, batch2, workers2"
+    assert stopped.value.code == 2 and f"unknown sweep(s) asha; allowed: {allowed}" in capsys.readouterr().err
 
 
 def test_the_sweep_overhead_benchmark_times_both_sweepers_and_real_trials(tmp_path):
@@ -178,12 +179,14 @@ def test_tiny_lr_window_benchmark_grids_the_peak_around_the_range_test_and_write
 
 
 def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_keeps(tmp_path):
-    """Five trials of 4 epochs, in the order they ran: a quick starter, a late bloomer that ends
-    best, a hopeless trial, a second late bloomer, a second quick starter. The median from epoch
-    1 stops the second late bloomer; the margin pruner from epoch 2 keeps it (it trails by less
-    than the first late bloomer did) and stops only the hopeless trial."""
+    """Five trials of 4 epochs, in the order they ran: a quick starter (low peak LR), a late
+    bloomer (high peak) that ends best, a hopeless trial, a second late bloomer, a second quick
+    starter. The median from epoch 1 stops the second late bloomer; the margin pruner from epoch
+    2 judges the late bloomers only against trials with as high a peak, and stops only the
+    hopeless trial; judged against every trial, it stops all but the first."""
     curves = [[0.30, 0.35, 0.40, 0.45], [0.15, 0.25, 0.38, 0.60], [0.12, 0.20, 0.22, 0.25], [0.14, 0.27, 0.40, 0.58], [0.28, 0.33, 0.38, 0.44]]
-    runs = [{"number": n, "curve": curve, "epochs": 4} for n, curve in enumerate(curves)]
+    peaks = [0.01, 0.4, 0.001, 0.35, 0.02]
+    runs = [{"number": n, "curve": curve, "epochs": 4, "params": {"scheduler.max_lr": peak}} for n, (curve, peak) in enumerate(zip(curves, peaks))]
     source = tmp_path / "none.json"
     source.write_text(json.dumps({"machine": {"gpu": None}, "recipe": [], "sweeps": {"none": {"pruned": 0, "runs": runs}}}))
     result = pruning_replay.main([str(source)])
@@ -191,3 +194,4 @@ def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_k
     assert rules == result["sweeps"]["none"]["rules"]
     assert rules["median@1"] == {"epochs": 4 + 4 + 1 + 1 + 3, "share": 0.65, "best_kept": 0.60, "drop_points": 0.0, "pruned": 3}
     assert rules["margin@2"] == {"epochs": 4 + 4 + 2 + 4 + 4, "share": 0.9, "best_kept": 0.60, "drop_points": 0.0, "pruned": 1}
+    assert rules["margin-any-peak@2"] == {"epochs": 4 + 2 + 2 + 2 + 2, "share": 0.6, "best_kept": 0.45, "drop_points": 15.0, "pruned": 4}

@@ -476,6 +476,18 @@ def test_the_margin_pruner_keeps_a_late_bloomer_that_the_median_pruner_stops():
     assert margin.prune(study, hopeless), "0.15 behind at epoch 2, more than any near-best trial trailed"
 
 
+def test_the_margin_pruner_judges_a_trial_only_against_trials_with_as_high_a_peak_lr():
+    """A higher peak LR learns slower early: a trial with a higher peak than every finished
+    trial is not judged by them, one with a lower peak is."""
+    from resnet_lab.trial import learned_margin_prunes
+
+    settled = ({1: 0.30, 2: 0.40, 3: 0.45}, 0.45, 0.01)  # a low peak, finished
+    assert not learned_margin_prunes(0.20, 2, 0.4, [settled], maximize=True, startup=1), "a peak of 0.4 is not judged by one of 0.01"
+    assert learned_margin_prunes(0.20, 2, 0.005, [settled], maximize=True, startup=1), "a lower peak is: it trails by 0.20"
+    assert learned_margin_prunes(float("nan"), 2, 0.005, [settled], maximize=True, startup=1), "a diverged trial stops"
+    assert not learned_margin_prunes(0.20, 2, 0.005, [settled], maximize=True, startup=2), "one finished trial is fewer than startup"
+
+
 def test_the_lr_peaks_where_the_schedule_says():
     from resnet_lab.config.schema import AnnealStrategy, CosineConfig, OneCycleConfig, StepConfig
     from resnet_lab.optim.schedulers import peak_epoch
