@@ -182,8 +182,30 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def merge(paths: list[Path], out: Path) -> dict[str, Any]:
+    """One result from several runs of this benchmark on the same recipe and range test (sweeps
+    run side by side as separate commands, to use more cores): their sweeps, judged together."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    first = parts[0]
+    same = ("recipe", "lr_suggestion", "trials", "machine")
+    for path, part in zip(paths, parts):
+        if [part[key] for key in same] != [first[key] for key in same]:
+            raise SystemExit(f"{path} ran another recipe, range test, trial count or machine than {paths[0]}: not comparable")
+    results = {name: sweep for part in parts for name, sweep in part["sweeps"].items()}
+    merged = {**first, "merged_from": [path.name for path in paths], "sweeps": results, "judged": judge(results), "table": table(results)}
+    label = (first["machine"]["gpu"] or "cpu").lower().replace(" ", "-")
+    path = out / f"{first['date']}-{label}-sweep_pruning-{'-'.join(sorted({k.split('.seed')[0] for k in results}))}.json"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    print(merged["table"])
+    print(json.dumps(merged["judged"], indent=2))
+    print(f"wrote {path}")
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep_pruning", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--merge", type=Path, nargs="+", help="instead of running: merge these result files of the same recipe into one")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="image-folder root or a .tar.gz of one (the JPEG copy)")
     parser.add_argument("--trials", type=int, default=16, help="trials per sweep (>= 4)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -191,6 +213,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sweeps", type=lambda text: text.split(","), default=[*SWEEPS, *PARALLEL], help="comma-separated subset to run")
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0], help="TPE seeds: each sweep runs once per seed")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     unknown = sorted(set(args.sweeps) - {*SWEEPS, *PARALLEL})
     if unknown:
         parser.error(f"unknown sweep(s) {', '.join(unknown)}; allowed: {', '.join([*SWEEPS, *PARALLEL])}")

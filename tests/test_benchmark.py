@@ -195,3 +195,25 @@ def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_k
     assert rules["median@1"] == {"epochs": 4 + 4 + 1 + 1 + 3, "share": 0.65, "best_kept": 0.60, "drop_points": 0.0, "pruned": 3}
     assert rules["margin@2"] == {"epochs": 4 + 4 + 2 + 4 + 4, "share": 0.9, "best_kept": 0.60, "drop_points": 0.0, "pruned": 1}
     assert rules["margin-any-peak@2"] == {"epochs": 4 + 2 + 2 + 2 + 2, "share": 0.6, "best_kept": 0.45, "drop_points": 15.0, "pruned": 4}
+
+
+def test_results_of_the_same_recipe_merge_and_are_judged_together_others_are_refused(tmp_path):
+    def result(name: str, sweeps: dict, suggestion: float = 0.01):
+        path = tmp_path / f"{name}.json"
+        saved = {"date": "2026-12-05", "machine": {"gpu": None}, "recipe": ["a=1"], "trials": 4, "lr_suggestion": suggestion, "sweeps": sweeps}
+        path.write_text(json.dumps(saved))
+        return path
+
+    def sweep(epochs: int, best: float) -> dict:
+        idle = {"idle_share": 0.0, "idle_share_until_last_start": 0.0}
+        return {"trials": 4, "epochs": epochs, "wall_s": 1.0, "best_accuracy": best, "best_test_accuracy": best, "pruned": 0, **idle}
+
+    none = result("none", {"none.seed0": sweep(32, 0.60)})
+    margin = result("margin", {"margin.seed0": sweep(12, 0.598)})
+    merged = sweep_pruning.main(["--merge", str(none), str(margin), "--out", str(tmp_path / "out")])
+    assert merged["merged_from"] == ["none.json", "margin.json"] and set(merged["sweeps"]) == {"none.seed0", "margin.seed0"}
+    judged = merged["judged"]["margin.seed0"]
+    assert judged["epochs_vs_unpruned"] == 12 / 32 and judged["epochs_met"] and judged["accuracy_met"], "0.2 points below, 37.5% of the epochs"
+    assert (tmp_path / "out" / "2026-12-05-cpu-sweep_pruning-margin-none.json").is_file()
+    with pytest.raises(SystemExit, match="not comparable"):
+        sweep_pruning.main(["--merge", str(none), str(result("other", {}, suggestion=0.02)), "--out", str(tmp_path / "out")])
