@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from resnet_lab.trial import PEAK_KEY, learned_margin_prunes
+from resnet_lab.trial import LR_KEY, learned_margin_prunes
 
 MEDIAN_STARTUP = 2  # Optuna's median pruner: trials that finish before any is judged
 MARGIN_STARTUP = 1  # the margin pruner: finished trials with as high a peak LR
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = sorted(sweep["runs"], key=lambda run: run["number"])
         if sweep.get("pruned") or not all(run.get("curve") for run in runs):
             continue  # only an unpruned sweep's curves say what every trial would have reached
-        trials = [(run["curve"], (run.get("params") or {}).get(PEAK_KEY)) for run in runs]
+        trials = [(run["curve"], (run.get("params") or {}).get(LR_KEY)) for run in runs]
         rules = {rule: replay(trials, prunes) for rule, prunes in RULES.items()}
         replays[name] = {"epochs": sum(len(c) for c, _ in trials), "best": max(c[-1] for c, _ in trials), "rules": rules}
     if not replays:

@@ -143,7 +143,7 @@ def _open_trial(address: TrialAddress) -> Any:
 
 
 NEAR_BEST = 0.01  # trials that ended within one point of accuracy of the best teach the margin
-PEAK_KEY = "scheduler.max_lr"  # the searched parameter that makes a trial start slow under one-cycle
+LR_KEY = "scheduler.max_lr"  # the searched peak LR: under one-cycle a higher one starts slower
 
 Finished = tuple[dict[int, float], float, "float | None"]  # a complete trial's (curve, final value, peak LR)
 
@@ -186,6 +186,6 @@ class LearnedMarginPruner:
         if epoch is None or epoch < max(self.judge_from, 1):
             return False
         finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        complete = [(t.intermediate_values, t.value, t.params.get(PEAK_KEY)) for t in finished]
+        complete = [(t.intermediate_values, t.value, t.params.get(LR_KEY)) for t in finished]
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return learned_margin_prunes(trial.intermediate_values[epoch], epoch, trial.params.get(PEAK_KEY), complete, maximize, self.startup_trials)
+        return learned_margin_prunes(trial.intermediate_values[epoch], epoch, trial.params.get(LR_KEY), complete, maximize, self.startup_trials)

@@ -45,7 +45,7 @@ from resnet_lab.sweep import liveness
 from resnet_lab.sweep.report import from_study, write_report
 from resnet_lab.sweep.schedule_halving import promoted, rungs
 from resnet_lab.sweep.search_space import SearchSpace
-from resnet_lab.trial import Pruned, live_trials
+from resnet_lab.trial import LR_KEY, Pruned, live_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -343,7 +343,7 @@ class ResumableOptunaSweeper(Sweeper):
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
         grid = search.grid_points if self.is_grid() else None
         space = {
-            "scheduler.max_lr": _log_space(low, high, grid),
+            LR_KEY: _log_space(low, high, grid),
             "optimizer.weight_decay": _log_space(search.weight_decay_low, search.weight_decay_high, grid),
         }
         _keep_one_search_space(study, space)

@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 from resnet_lab.errors import DataError
 from resnet_lab.files import atomic_write, write_json
 from resnet_lab.plotting import pyplot
+from resnet_lab.trial import CURVE_ATTR, LR_KEY
 
 log = logging.getLogger(__name__)
 
-LR_KEY = "scheduler.max_lr"
 WD_KEY = "optimizer.weight_decay"
 
 
@@ -75,7 +75,6 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
     """The trials this sweep directory ran (`<sweep dir>/<trial number>`), whichever worker ran
     them; other invocations of a continued study report in their own directories."""
     from resnet_lab.sweep.liveness import interrupted_reasons
-    from resnet_lab.trial import CURVE_ATTR
 
     here = sweep_dir.resolve()
     interrupted = dict(interrupted_reasons(study))
