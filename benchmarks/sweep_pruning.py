@@ -21,7 +21,6 @@ summary.json: a batch's Optuna trials all carry the batch's). On a CPU the net i
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, framework_env, image_folder
 from benchmarks.cifar_speed.report import machine
 from resnet_lab.optim.lr_range import read_suggestion
+from resnet_lab.sweep.report import evaluated_accuracy
 
 SWEEPS: dict[str, list[str]] = {
     "none": [],
@@ -105,26 +105,20 @@ def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trial
         "best_params": None if best is None else best.params,
         "idle_share": idle_share(spans, slots),
         "idle_share_until_last_start": idle_share(spans, slots, until=max(start for start, _ in spans)),
+        # Each run's parameters and validation curve: pruning rules replay on them (benchmarks/pruning_replay.py).
         "runs": [
             {
                 "number": t.number,
                 "state": t.state.name,
                 "params": t.params,
                 "epochs": s["epochs"],
-                "curve": curve(f.parent),
+                "curve": list(evaluated_accuracy(f.parent).values()),
                 "start_s": round(start - first, 2),
                 "end_s": round(end - first, 2),
             }
             for (t, s), (start, end), f in zip(ran, spans, folders)
         ],
     }
-
-
-def curve(run: Path) -> list[float]:
-    """The run's selection accuracy after each evaluated epoch (metrics.csv): what a pruner
-    would have judged, kept so that other pruning rules can be replayed on a finished sweep."""
-    with open(run / "metrics.csv", newline="") as handle:
-        return [float(row["eval_acc"]) for row in csv.DictReader(handle)]
 
 
 def idle_share(spans: list[tuple[float, float]], slots: int, until: float | None = None) -> float:
@@ -143,7 +137,7 @@ def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for key, part in results.items():
         name, _, seed = key.partition(".seed")
         base = results.get(f"none.seed{seed}" if seed else "none")
-        if name not in ("median", "hyperband", "schedule_halving", "margin") or base is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
+        if name == "none" or name not in SWEEPS or base is None or base["best_accuracy"] is None or part["best_accuracy"] is None:
             continue
         share = part["epochs"] / base["epochs"]
         drop = 100 * (base["best_accuracy"] - part["best_accuracy"])

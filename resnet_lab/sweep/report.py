@@ -103,17 +103,23 @@ def from_study(study, sweep_dir: Path, suggestion: float | None) -> SweepReport:
     return SweepReport("optuna", str(sweep_dir), records, suggestion, {"study_name": study.study_name}, direction, pareto, ranked_on)
 
 
-def _curve(run_dir: Path, final: float) -> dict[int, float]:
-    """A grid job's objective after each evaluated epoch, from its metrics.csv (the last epoch's is
-    the job's objective, with TTA when the run used it), as an Optuna trial's intermediate values."""
+def evaluated_accuracy(run_dir: Path) -> dict[int, float]:
+    """A run's evaluation accuracy after each evaluated epoch, from its metrics.csv (empty when
+    it has none)."""
     try:
         with open(run_dir / "metrics.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
     except OSError:
         return {}
-    curve = {int(row["epoch"]): float(row["eval_acc"]) for row in rows if row.get("eval_acc") not in (None, "", "nan")}
-    if rows:
-        curve[int(rows[-1]["epoch"])] = float(final)
+    return {int(row["epoch"]): float(row["eval_acc"]) for row in rows if row.get("eval_acc") not in (None, "", "nan")}
+
+
+def _curve(run_dir: Path, final: float) -> dict[int, float]:
+    """A grid job's objective after each evaluated epoch, as an Optuna trial's intermediate
+    values: the last epoch's is the job's objective, with TTA when the run used it."""
+    curve = evaluated_accuracy(run_dir)
+    if curve:
+        curve[max(curve)] = float(final)
     return curve
 
 
