@@ -47,7 +47,7 @@ def margin_rule(judge_from: int, any_peak: bool = False) -> Rule:
     def prunes(value: float, epoch: int, peak: float | None, finished: list[Trial]) -> bool:
         if epoch < judge_from:
             return False
-        complete = [({e + 1: v for e, v in enumerate(curve)}, curve[-1], None if any_peak else at) for curve, at in finished]
+        complete = [({e + 1: v for e, v in enumerate(curve)}, curve[-1], at) for curve, at in finished]
         return learned_margin_prunes(value, epoch, None if any_peak else peak, complete, maximize=True, startup=MARGIN_STARTUP)
 
     return prunes

@@ -100,9 +100,9 @@ def _rdb(url: str, engine: dict) -> optuna.storages.BaseStorage:
 def _write_ahead_log(connection: Any, _record: Any) -> None:
     """SQLite in write-ahead-log mode, synced at checkpoints: a commit then costs no fsync, and
     a trial makes five or more; readers never wait for a writer either, which workers sharing
-    the file need. A crash of the process loses
-    nothing; a power cut may lose the last commits, never the file. The processes must share
-    one machine (WAL needs shared memory): across machines, use PostgreSQL."""
+    the file need. A crash of the process loses nothing; a power cut may lose the last commits,
+    never the file. The processes must share one machine (WAL needs shared memory): across
+    machines, use PostgreSQL."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

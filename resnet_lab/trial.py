@@ -145,7 +145,7 @@ def _open_trial(address: TrialAddress) -> Any:
 NEAR_BEST = 0.01  # trials that ended within one point of accuracy of the best teach the margin
 LR_KEY = "scheduler.max_lr"  # the searched peak LR: under one-cycle a higher one starts slower
 
-Finished = tuple[dict[int, float], float, "float | None"]  # a complete trial's (curve, final value, peak LR)
+Finished = tuple[dict[int, float], float, float | None]  # a complete trial's (curve, final value, peak LR)
 
 
 def learned_margin_prunes(value: float, epoch: int, peak: float | None, complete: list[Finished], maximize: bool, startup: int) -> bool:
