@@ -36,7 +36,7 @@ from resnet_lab.optim.lr_range import read_suggestion
 from resnet_lab.sweep.report import evaluated_accuracy
 
 SWEEPS: dict[str, list[str]] = {
-    "none": [],
+    "none": ["hparams_search.pruner.kind=none"],
     "median": ["hparams_search.pruner.kind=median", "hparams_search.pruner.startup_trials=3", "hparams_search.pruner.warmup_epochs=1"],
     "hyperband": ["hparams_search.pruner.kind=hyperband", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
     "schedule_halving": ["hparams_search.pruner.kind=schedule_halving", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
@@ -78,10 +78,12 @@ WINDOW = ["hparams_search.lr_window=[0.333333,60]"]
 
 
 def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trials: int, work: Path) -> dict[str, Any]:
+    """The real sweep command, `settings` after the recipe and the range test: what it trained,
+    what it chose (validation) and that choice's test accuracy, and every run's curve."""
     import optuna
 
     storage = f"sqlite:///{work / name}.db"
-    command = ["resnet_lab.train", "-m", "hparams_search=optuna", *recipe, f"hparams_search.lr_finder_json={finder}", *WINDOW]
+    command = ["resnet_lab.train", "-m", "hparams_search=optuna", *recipe, f"hparams_search.lr_finder_json={finder}"]
     command += [f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={work / name}", *settings]
     wall = run(command, work)
     study = optuna.load_study(study_name="resnet_lab", storage=storage)
@@ -113,6 +115,7 @@ def sweep(name: str, settings: list[str], recipe: list[str], finder: Path, trial
                 "params": t.params,
                 "epochs": s["epochs"],
                 "curve": list(evaluated_accuracy(f.parent).values()),
+                "test": s.get("test", {}).get("acc"),
                 "start_s": round(start - first, 2),
                 "end_s": round(end - first, 2),
             }
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = [(name, settings, seed) for seed in args.seeds for name, settings in chosen.items()]
         for name, settings, seed in runs:  # the file is rewritten after each sweep: a cut-short run keeps the ones done
             key = name if args.seeds == [0] else f"{name}.seed{seed}"
-            results[key] = sweep(key, [*settings, f"hydra.sweeper.sampler.seed={seed}"], recipe, finder, args.trials, work)
+            results[key] = sweep(key, [*WINDOW, *settings, f"hydra.sweeper.sampler.seed={seed}"], recipe, finder, args.trials, work)
             name = key
             result = {
                 "date": date.today().isoformat(),

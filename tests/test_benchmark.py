@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import cifar_speed, lr_window, pruning_replay, sweep_overhead, sweep_pruning
+from benchmarks import cifar_speed, lr_window, pruning_replay, sweep_overhead, sweep_pruning, sweep_quality
 from conftest import write_image_folder
 
 
@@ -128,6 +128,27 @@ def test_tiny_pruning_benchmark_runs_its_sweeps_and_writes_its_json(tmp_path):
         assert part["best_accuracy"] >= 0.6 and 0 <= part["best_test_accuracy"] <= 1, "the trials learn (chance is 1/3)"
     judged = saved["judged"]["schedule_halving"]
     assert judged["epochs_vs_unpruned"] == halving["epochs"] / 8 and "| schedule_halving | 4 |" in saved["table"]
+
+
+@pytest.mark.slow
+def test_tiny_quality_benchmark_judges_each_sweeps_choice_against_the_oracle_grid(tmp_path):
+    """The oracle trains every point of a 2 x 2 grid over the default search space; each sweep's
+    regret is the oracle's test accuracy minus its choice's, and the pruned sweep's epochs are
+    counted against the unpruned one of its seed."""
+    root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=16)
+    result = sweep_quality.main(["--tiny", "--data", str(root), "--grid", "2", "--trials", "2", "--seeds", "0", "--out", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / f"{result['date']}-tiny-sweep_quality.json").read_text())
+    assert list(saved["sweeps"]) == ["oracle", "none.seed0", "margin.seed0"]
+    oracle = saved["sweeps"]["oracle"]
+    assert oracle["trials"] == 4 and len(saved["oracle_grid"]) == 2 and all(len(row) == 2 for row in saved["oracle_grid"].values())
+    best_point = max(r["curve"][-1] for r in oracle["runs"])
+    assert oracle["best_accuracy"] == best_point >= 0.6, "the oracle picks its best point by validation, and it learns (chance is 1/3)"
+    for key in ("none.seed0", "margin.seed0"):
+        chosen = saved["sweeps"][key]["best_test_accuracy"]
+        assert saved["judged"][key]["regret_points"] == pytest.approx(100 * (oracle["best_test_accuracy"] - chosen))
+    margin = saved["sweeps"]["margin.seed0"]
+    assert saved["judged"]["margin.seed0"]["epochs_vs_unpruned"] == margin["epochs"] / saved["sweeps"]["none.seed0"]["epochs"]
+    assert "| margin | 0 | 2 |" in saved["table"] and "| oracle | - | 4 | 8 |" in saved["table"]
 
 
 def test_idle_share_counts_the_slot_time_no_trial_ran():
