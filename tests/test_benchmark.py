@@ -188,15 +188,29 @@ def test_the_lr_window_anchors_are_read_from_the_range_tests_curve():
 
 
 @pytest.mark.slow
-def test_tiny_lr_window_benchmark_grids_the_peak_around_the_range_test_and_writes_its_json(tmp_path):
+def test_tiny_lr_window_benchmark_grids_the_peak_then_resumed_the_weight_decay_at_it(tmp_path, capsys):
     root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=16)
-    lr_window.main(["--tiny", "--data", str(root), "--optimizers", "sgd", "--seeds", "0", "--points", "3", "--out", str(tmp_path / "out")])
-    saved = json.loads(next((tmp_path / "out").glob("*-tiny-lr_window.json")).read_text())
-    sgd = saved["optimizers"]["sgd"]
+    common = ["--tiny", "--data", str(root), "--optimizers", "sgd", "--seeds", "0", "--points", "3"]
+    lr_window.main([*common, "--decay-points", "0", "--out", str(tmp_path / "out")])
+    path = next((tmp_path / "out").glob("*-tiny-lr_window.json"))
+    first = json.loads(path.read_text())
+    sgd = first["optimizers"]["sgd"]
     peaks = [p["max_lr"] for p in sgd["peaks"]]
     assert peaks == lr_window.grid(sgd["anchors"]["suggestion"], 3) and all(len(p["val_accuracy"]) == 1 for p in sgd["peaks"])
     assert sgd["best_max_lr"] in peaks and sgd["best_mean_val_accuracy"] >= 0.6, "the best peak learns (chance is 1/3)"
     assert sgd["best_over_anchor"]["suggestion"] == pytest.approx(sgd["best_max_lr"] / sgd["anchors"]["suggestion"])
+    assert first["weight_decay"] == {}
+
+    lr_window.main([*common, "--decay-points", "3", "--resume", str(path)])
+    resumed = json.loads(path.read_text())
+    assert resumed["optimizers"] == first["optimizers"], "the peak grid is kept, not run again"
+    decay = resumed["weight_decay"]["sgd"]
+    assert decay["max_lr"] == sgd["best_max_lr"] and [row["optimizer.weight_decay"] for row in decay["decays"]] == [1e-6, 0.001, 1.0]
+    assert decay["best_weight_decay"] in (1e-6, 0.001, 1.0) and decay["best_mean_val_accuracy"] >= 0.6
+
+    with pytest.raises(SystemExit) as refused:
+        lr_window.main([*common[:-4], "--seeds", "1", "--points", "3", "--resume", str(path)])
+    assert refused.value.code == 2 and "ran another machine, recipe, seeds or grid" in capsys.readouterr().err
 
 
 def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_keeps(tmp_path):
