@@ -4,7 +4,7 @@
 
 One LR range test, then, all on the same recipe and the default search space of
 `hparams_search=optuna` (max_lr in its `lr_window` around the range test's suggestion, weight
-decay in [weight_decay_low, weight_decay_high]):
+decay in the optimizer's weight_decay_window):
 
 * the oracle: the grid sampler over that space (--grid log-spaced values per parameter, every
   point trained in full); its best by validation, and that point's test accuracy;
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "date": date.today().isoformat(),
                 "machine": host,
                 "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
-                "search_space": "hparams_search=optuna's defaults (lr_window, weight_decay_low/high)",
+                "search_space": "hparams_search=optuna's defaults (lr_window, the optimizer's weight_decay_window)",
                 "grid_points": args.grid,
                 "trials": args.trials,
                 "lr_finder_s": finder_s,

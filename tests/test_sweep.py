@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import TINY, run_main, write_image_folder
+from conftest import REPO, TINY, run_main, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -191,6 +191,9 @@ def test_a_study_keeps_its_window_and_each_sweep_reports_its_own_trials(tmp_path
     other_json.write_text(json.dumps({"suggestion": 0.05}))
     first = sweep(tmp_path, "w1", "hydra.sweeper.n_trials=2", f"hparams_search.lr_finder_json={first_json}")
     assert first.returncode == 0, first.stderr
+    decay = finished(tmp_path)[0].distributions["optimizer.weight_decay"]
+    sgd_window = yaml.safe_load((REPO / "conf" / "optimizer" / "sgd.yaml").read_text())["optimizer"]["weight_decay_window"]
+    assert [decay.low, decay.high] == [float(v) for v in sgd_window] and decay.log, "weight decay is searched in the optimizer's own window"
 
     refused = sweep(tmp_path, "w2", "hydra.sweeper.n_trials=4", f"hparams_search.lr_finder_json={other_json}")
     assert refused.returncode == 2

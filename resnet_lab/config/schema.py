@@ -211,12 +211,15 @@ class OptimizerConfig:
     _target_: str = MISSING
     _partial_: bool = True
     weight_decay: float = MISSING
+    weight_decay_window: List[float] = MISSING
     decay_norm_and_bias: bool = MISSING
     implementation: OptimizerImplementation = MISSING
     norm_bias_lr_scale: float = MISSING
 
     def check(self, key: str) -> None:
         _non_negative(f"{key}.weight_decay", self.weight_decay)
+        window = list(self.weight_decay_window)
+        require(len(window) == 2 and 0 < window[0] < window[1], f"{key}.weight_decay_window", window, "[low, high] with 0 < low < high")
         _positive(f"{key}.norm_bias_lr_scale", self.norm_bias_lr_scale)
 
 
@@ -429,8 +432,6 @@ class HParamsSearchConfig:
     max_lr_bounds: Optional[List[float]] = MISSING
     lr_finder_json: Optional[str] = MISSING
     lr_window: List[float] = MISSING
-    weight_decay_low: float = MISSING
-    weight_decay_high: float = MISSING
     grid_points: int = MISSING
     pruner: PrunerConfig = MISSING
     objectives: List[Objective] = MISSING
@@ -460,13 +461,6 @@ class HParamsSearchConfig:
             f"{key}.lr_window",
             list(self.lr_window),
             "[low, high] multiples of the LR-finder suggestion, 0 < low < high (max_lr in [suggestion x low, suggestion x high])",
-        )
-        _positive(f"{key}.weight_decay_low", self.weight_decay_low)
-        require(
-            self.weight_decay_high > self.weight_decay_low,
-            f"{key}.weight_decay_high",
-            self.weight_decay_high,
-            f"a value > weight_decay_low={self.weight_decay_low}",
         )
 
 

@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from resnet_lab.config.plain import plain_dict
-from resnet_lab.config.schema import HParamsSearchConfig, Objective, PrunerConfig, PrunerKind
+from resnet_lab.config.schema import HParamsSearchConfig, Objective, OptimizerConfig, PrunerConfig, PrunerKind
 from resnet_lab.errors import ConfigError, ResnetLabError
 from resnet_lab.files import write_json
 from resnet_lab.messages import one_line
@@ -342,9 +342,10 @@ class ResumableOptunaSweeper(Sweeper):
             low, high = suggestion * search.lr_window[0], suggestion * search.lr_window[1]
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
         grid = search.grid_points if self.is_grid() else None
+        decay_low, decay_high = self.task_config.optimizer.weight_decay_window  # the optimizer's: decay's scale is its own
         space = {
             LR_KEY: _log_space(low, high, grid),
-            "optimizer.weight_decay": _log_space(search.weight_decay_low, search.weight_decay_high, grid),
+            "optimizer.weight_decay": _log_space(decay_low, decay_high, grid),
         }
         _keep_one_search_space(study, space)
         if suggestion is not None and SUGGESTION_ATTR not in study.user_attrs:
@@ -541,6 +542,7 @@ def _checked_search(config: DictConfig, directions: list[str], storage: str | No
         return None
     search = cast(HParamsSearchConfig, OmegaConf.to_object(config.hparams_search))
     search.check("hparams_search")
+    cast(OptimizerConfig, OmegaConf.to_object(config.optimizer)).check("optimizer")  # its weight_decay_window is searched
     _check_objectives(search.objectives, directions)
     _check_pruning(search.pruner, config, directions, storage)
     if search.workers > 1:
