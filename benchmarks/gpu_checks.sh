@@ -3,7 +3,7 @@
 # the benchmark JSON and gpu_checks.tgz (every log, summary and metrics file so far, checkpoints
 # left out), and a step that breaks does not stop the ones after it.
 #
-#   bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|all]
+#   bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|answer|all]
 #
 # OUT: a folder for the results; DATA: the JPEG copy (cifar10-jpeg.tar.gz or its unpacked root).
 #   speed  python -m benchmarks.cifar_speed's speedrun, bare, profile and airbench parts, one
@@ -13,12 +13,14 @@
 #          and README's multirun `scheduler.max_lr=0.01,0.05,0.1` with the default recipe
 #   sweeps python -m benchmarks.sweep_pruning: 16-trial speedrun sweeps without and with pruners,
 #          batches of two against two always-busy workers (both workers on the one GPU)
+#   answer python -m benchmarks.lr_window (max_lr grid and weight-decay grid per optimizer) and
+#          python -m benchmarks.sweep_quality (the default sweep against an oracle grid) at speedrun size
 # COMPILE_CACHE=<file.tgz>: torch.compile's cache is restored from it when it exists and saved to
 # it at the end, so that a second session on a fresh machine of the same kind skips compilation.
 # STEP_TIMEOUT (seconds, default 900) bounds each step; PYTHON (default python3) is the interpreter with torch.
 set -uo pipefail
-out=${1:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|all]}
-data=${2:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|all]}
+out=${1:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|answer|all]}
+data=${2:?usage: bash benchmarks/gpu_checks.sh OUT DATA [speed|rest|sweeps|answer|all]}
 which=${3:-all}
 py=${PYTHON:-python3}
 mkdir -p "$out"
@@ -67,5 +69,9 @@ if [ "$which" = rest ] || [ "$which" = all ]; then
 fi
 if [ "$which" = sweeps ] || [ "$which" = all ]; then
   step sweep_pruning "$py" -m benchmarks.sweep_pruning --data "$root" --out "$work/sweep_pruning"
+fi
+if [ "$which" = answer ] || [ "$which" = all ]; then
+  step lr_window "$py" -m benchmarks.lr_window --data "$root" --out "$work/lr_window"
+  step sweep_quality "$py" -m benchmarks.sweep_quality --data "$root" --out "$work/sweep_quality"
 fi
 cat "$work/steps.txt"
