@@ -10,6 +10,9 @@ decay in the optimizer's weight_decay_window):
   point trained in full); its best by validation, and that point's test accuracy;
 * per TPE seed, the default sweep of --trials trials unpruned and with the margin pruner.
 
+`--resume` completes an earlier result: its sweeps are kept (delete one from the file to run it
+again), the missing ones run, if the machine, recipe and range test are the same.
+
 Per sweep: the configuration it chose (by validation), that choice's test accuracy, its regret
 (the oracle's test accuracy minus it, in points), the epochs it trained against the unpruned
 sweep of its seed, and its wall time. On a CPU the net is 1/8 wide on 5,000 / 2,000 images for 8
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--grid", type=int, default=6, help="the oracle's log-spaced values per parameter (>= 2): grid x grid full runs")
     parser.add_argument("--trials", type=int, default=16, help="trials per sweep (>= 2)")
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2], help="TPE seeds: both sweeps run once per seed")
+    parser.add_argument("--resume", type=Path, help="a result of this benchmark to complete: its sweeps are kept, the missing ones run")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--tiny", action="store_true", help="CPU-test sizes: 1/8 width, batch 8, 2 epochs")
     args = parser.parse_args(argv)
@@ -103,41 +107,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--trials={args.trials}: at least 2 (the margin pruner judges against a finished trial)")
     if not args.data.exists():
         parser.error(f"--data {args.data} does not exist: pass the JPEG copy's .tar.gz or an image-folder root")
+    if args.resume is not None and not args.resume.is_file():
+        parser.error(f"--resume {args.resume} is not a file: pass a result this benchmark wrote")
     import torch
 
     cuda = torch.cuda.is_available() and not args.tiny
     host = machine()
     label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
-    path = args.out / f"{date.today().isoformat()}-{label}-sweep_quality.json"
+    path = args.resume or args.out / f"{date.today().isoformat()}-{label}-sweep_quality.json"
+    earlier = json.loads(args.resume.read_text()) if args.resume else {}
     with tempfile.TemporaryDirectory(prefix="sweep_quality_") as scratch:
         work = Path(scratch)
         recipe = sizes(image_folder(args.data.resolve(), work), args.tiny, cuda)
         finder_s = run(["resnet_lab.lr_find", *recipe, f"hydra.run.dir={work / 'lr_find'}"], work)
         finder = work / "lr_find" / "lr_finder.json"
+        result: dict[str, Any] = {
+            "date": earlier.get("date", date.today().isoformat()),
+            "machine": host,
+            "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
+            "search_space": "hparams_search=optuna's defaults (lr_window, the optimizer's weight_decay_window)",
+            "grid_points": args.grid,
+            "trials": args.trials,
+            "lr_finder_s": finder_s,
+            "lr_suggestion": read_suggestion(str(finder)),
+        }
+        same = ("machine", "recipe", "grid_points", "trials", "lr_suggestion")
+        if earlier and [earlier.get(key) for key in same] != [result[key] for key in same]:
+            parser.error(f"--resume {args.resume} ran another machine, recipe, grid, trial count or range test: not comparable, run without --resume")
         plan = [("oracle", ["hydra/sweeper/sampler=grid", f"hparams_search.grid_points={args.grid}", *SWEEPS["none"]], args.grid**2)]
         plan += [(f"{name}.seed{seed}", [*SWEEPS[name], f"hydra.sweeper.sampler.seed={seed}"], args.trials) for seed in args.seeds for name in ("none", PRUNED)]
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, dict[str, Any]] = earlier.get("sweeps", {})
         for key, settings, trials in plan:  # the file is rewritten after each sweep: a cut-short run keeps the ones done
-            results[key] = sweep(key, settings, recipe, finder, trials, work)
-            judged = judge(results)
-            result = {
-                "date": date.today().isoformat(),
-                "machine": host,
-                "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
-                "search_space": "hparams_search=optuna's defaults (lr_window, the optimizer's weight_decay_window)",
-                "grid_points": args.grid,
-                "trials": args.trials,
-                "lr_finder_s": finder_s,
-                "lr_suggestion": read_suggestion(str(finder)),
-                "sweeps": results,
-                "oracle_grid": oracle_grid(results["oracle"]),
+            if key not in results:
+                results[key] = sweep(key, settings, recipe, finder, trials, work)
+                print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'runs'})}", flush=True)
+            ordered = {name: results[name] for name, _, _ in plan if name in results}
+            judged = judge(ordered)
+            result |= {
+                "sweeps": ordered,
+                "oracle_grid": oracle_grid(ordered["oracle"]),
                 "targets": TARGETS,
                 "judged": judged,
-                "table": table(results, judged),
+                "table": table(ordered, judged),
             }
-            args.out.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'runs'})}", flush=True)
     print(result["table"])
     print(json.dumps(result["judged"], indent=2))
     print(f"wrote {path}")

@@ -150,6 +150,14 @@ def test_tiny_quality_benchmark_judges_each_sweeps_choice_against_the_oracle_gri
     assert saved["judged"]["margin.seed0"]["epochs_vs_unpruned"] == margin["epochs"] / saved["sweeps"]["none.seed0"]["epochs"]
     assert "| margin | 0 | 2 |" in saved["table"] and "| oracle | - | 4 | 8 |" in saved["table"]
 
+    path = tmp_path / "out" / f"{result['date']}-tiny-sweep_quality.json"
+    del saved["sweeps"]["margin.seed0"]
+    path.write_text(json.dumps(saved))
+    resumed = sweep_quality.main(["--tiny", "--data", str(root), "--grid", "2", "--trials", "2", "--seeds", "0", "--resume", str(path)])
+    assert list(resumed["sweeps"]) == ["oracle", "none.seed0", "margin.seed0"], "the deleted sweep ran again, in its place"
+    assert all(resumed["sweeps"][key] == saved["sweeps"][key] for key in ("oracle", "none.seed0")), "the others are kept, not run again"
+    assert json.loads(path.read_text())["judged"]["margin.seed0"]["epochs_vs_unpruned"] == resumed["sweeps"]["margin.seed0"]["epochs"] / 4
+
 
 def test_idle_share_counts_the_slot_time_no_trial_ran():
     """Two slots over 10 s: a batch of a 10 s and a 4 s trial leaves one slot idle for 6 s."""
