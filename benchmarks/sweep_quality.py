@@ -35,6 +35,7 @@ from resnet_lab.optim.lr_range import read_suggestion
 
 PRUNED = "margin"  # the multi-fidelity mode judged against the unpruned sweep
 TARGETS = {"regret_points": 0.5, "epochs_vs_unpruned": 0.4}
+NEAR = 0.01  # oracle points within one point of validation accuracy of its best: its noise
 
 
 def oracle_grid(oracle: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +47,22 @@ def oracle_grid(oracle: dict[str, Any]) -> dict[str, Any]:
         lr, decay = point["params"]["scheduler.max_lr"], point["params"]["optimizer.weight_decay"]
         rows.setdefault(f"{lr:.4g}", {})[f"{decay:.4g}"] = {"validation": point["curve"][-1] if point["curve"] else None, "test": point["test"]}
     return rows
+
+
+def near_best(oracle: dict[str, Any], within: float = NEAR) -> dict[str, Any]:
+    """The test accuracies of the oracle's points within `within` of its best validation
+    accuracy: points that validation cannot tell apart, whose spread is the noise a regret
+    measured against the single best point carries."""
+    finals = [(run["curve"][-1], run["test"]) for run in oracle["runs"] if run["state"] == "COMPLETE" and run["curve"] and run["test"] is not None]
+    best = max(validation for validation, _ in finals)
+    tests = [test for validation, test in finals if validation >= best - within]
+    return {
+        "within_validation_points": 100 * within,
+        "points": len(tests),
+        "test_min": min(tests),
+        "test_mean": sum(tests) / len(tests),
+        "test_max": max(tests),
+    }
 
 
 def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -146,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result |= {
                 "sweeps": ordered,
                 "oracle_grid": oracle_grid(ordered["oracle"]),
+                "oracle_near_best": near_best(ordered["oracle"]),
                 "targets": TARGETS,
                 "judged": judged,
                 "table": table(ordered, judged),

@@ -142,6 +142,8 @@ def test_tiny_quality_benchmark_judges_each_sweeps_choice_against_the_oracle_gri
     oracle = saved["sweeps"]["oracle"]
     assert oracle["trials"] == 4 and len(saved["oracle_grid"]) == 2 and all(len(row) == 2 for row in saved["oracle_grid"].values())
     best_point = max(r["curve"][-1] for r in oracle["runs"])
+    near = saved["oracle_near_best"]
+    assert 1 <= near["points"] <= 4 and near["test_min"] <= oracle["best_test_accuracy"] <= near["test_max"], "the best point is among those near it"
     assert oracle["best_accuracy"] == best_point >= 0.6, "the oracle picks its best point by validation, and it learns (chance is 1/3)"
     for key in ("none.seed0", "margin.seed0"):
         chosen = saved["sweeps"][key]["best_test_accuracy"]
