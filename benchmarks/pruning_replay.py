@@ -1,6 +1,6 @@
 """Pruning rules replayed on the learning curves of finished, unpruned sweeps.
 
-    python -m benchmarks.pruning_replay benchmarks/results/<date>-cpu-sweep_pruning-none.json [--out benchmarks/results]
+    python -m benchmarks.pruning_replay benchmarks/results/<date>-cpu-sweep_pruning-none.json [--eval-images 500] [--out benchmarks/results]
 
 A sweep_pruning result keeps every trial's validation curve. Here the trials are taken again in
 the order they ran, and each rule decides after every epoch but the last whether it would have
@@ -12,8 +12,10 @@ replace running them (`python -m benchmarks.sweep_pruning --sweeps none,margin`)
 
 Rules: `median@w`, Optuna's median pruner from epoch w (2 startup trials); `margin@w`, resnet_lab's
 margin pruner (trial.py: learned_margin_prunes, 1 startup trial with as high a peak) from epoch w,
-the epoch one-cycle's LR peaks at being the one it uses by itself; `margin-any-peak@w`, the same
+the epoch one-cycle's LR peaks at being the one it uses by itself, its margin never below the
+sampling noise of `--eval-images` validation images (0: no floor); `margin-any-peak@w`, the same
 judged against every finished trial, whatever its peak LR.
+A sweep_quality result replays too (its unpruned sweeps; the oracle grid is left out).
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ def median_rule(warmup: int) -> Rule:
     return prunes
 
 
-def margin_rule(judge_from: int, any_peak: bool = False) -> Rule:
+def margin_rule(judge_from: int, any_peak: bool = False, eval_images: int = 0) -> Rule:
     def prunes(value: float, epoch: int, peak: float | None, finished: list[Trial]) -> bool:
         if epoch < judge_from:
             return False
         complete = [({e + 1: v for e, v in enumerate(curve)}, curve[-1], at) for curve, at in finished]
-        return learned_margin_prunes(value, epoch, None if any_peak else peak, complete, maximize=True, startup=MARGIN_STARTUP)
+        lr = None if any_peak else peak
+        return learned_margin_prunes(value, epoch, lr, complete, maximize=True, startup=MARGIN_STARTUP, eval_images=eval_images)
 
     return prunes
 
@@ -68,32 +71,36 @@ def replay(trials: list[Trial], prunes: Rule) -> dict[str, Any]:
     return {"epochs": epochs, "share": round(epochs / full, 3), "best_kept": kept, "drop_points": drop, "pruned": len(trials) - len(finished)}
 
 
-RULES = (
-    {f"median@{w}": median_rule(w) for w in (1, 2, 3)}
-    | {f"margin@{w}": margin_rule(w) for w in (1, 2, 3)}
-    | {f"margin-any-peak@{w}": margin_rule(w, any_peak=True) for w in (1, 2, 3)}
-)
+def rules(eval_images: int) -> dict[str, Rule]:
+    return (
+        {f"median@{w}": median_rule(w) for w in (1, 2, 3)}
+        | {f"margin@{w}": margin_rule(w, eval_images=eval_images) for w in (1, 2, 3)}
+        | {f"margin-any-peak@{w}": margin_rule(w, any_peak=True, eval_images=eval_images) for w in (1, 2, 3)}
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pruning_replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="a sweep_pruning JSON whose unpruned sweeps kept their curves")
+    parser.add_argument("--eval-images", type=int, default=0, help="validation images each epoch was measured on: the margin's noise floor (0: none)")
     parser.add_argument("--out", type=Path, default=None, help="folder for <results name>-replay.json (default: beside the results)")
     args = parser.parse_args(argv)
     saved = json.loads(args.results.read_text())
     replays: dict[str, Any] = {}
     for name, sweep in saved["sweeps"].items():
         runs = sorted(sweep["runs"], key=lambda run: run["number"])
-        if sweep.get("pruned") or not all(run.get("curve") for run in runs):
+        if name == "oracle" or sweep.get("pruned") or not all(run.get("curve") for run in runs):
             continue  # only an unpruned sweep's curves say what every trial would have reached
         trials = [(run["curve"], (run.get("params") or {}).get(LR_KEY)) for run in runs]
-        rules = {rule: replay(trials, prunes) for rule, prunes in RULES.items()}
-        replays[name] = {"epochs": sum(len(c) for c, _ in trials), "best": max(c[-1] for c, _ in trials), "rules": rules}
+        outcomes = {rule: replay(trials, prunes) for rule, prunes in rules(args.eval_images).items()}
+        replays[name] = {"epochs": sum(len(c) for c, _ in trials), "best": max(c[-1] for c, _ in trials), "rules": outcomes}
     if not replays:
         parser.error(f"{args.results} has no unpruned sweep with learning curves (run benchmarks.sweep_pruning --sweeps none)")
     startup = {"median": MEDIAN_STARTUP, "margin": MARGIN_STARTUP}
-    result = {"source": args.results.name, "machine": saved["machine"], "recipe": saved["recipe"], "startup_trials": startup, "sweeps": replays}
-    out = (args.out or args.results.parent) / f"{args.results.stem}-replay.json"
+    result = {"source": args.results.name, "machine": saved["machine"], "recipe": saved["recipe"], "startup_trials": startup, "eval_images": args.eval_images}
+    result["sweeps"] = replays
+    floor = f"-floor{args.eval_images}" if args.eval_images else ""
+    out = (args.out or args.results.parent) / f"{args.results.stem}-replay{floor}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for name, part in replays.items():

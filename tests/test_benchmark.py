@@ -241,6 +241,10 @@ def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_k
     assert rules["margin@2"] == {"epochs": 4 + 4 + 2 + 4 + 4, "share": 0.9, "best_kept": 0.60, "drop_points": 0.0, "pruned": 1}
     assert rules["margin-any-peak@2"] == {"epochs": 4 + 2 + 2 + 2 + 2, "share": 0.6, "best_kept": 0.45, "drop_points": 15.0, "pruned": 4}
 
+    pruning_replay.main([str(source), "--eval-images", "20"])
+    floored = json.loads((tmp_path / "none-replay-floor20.json").read_text())["sweeps"]["none"]["rules"]
+    assert floored["margin@2"]["pruned"] == 0, "on 20 images, 0.15 behind at 35% is within chance (0.30)"
+
 
 def test_results_of_the_same_recipe_merge_and_are_judged_together_others_are_refused(tmp_path):
     def result(name: str, sweeps: dict, suggestion: float = 0.01):

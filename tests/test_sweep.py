@@ -491,6 +491,20 @@ def test_the_margin_pruner_judges_a_trial_only_against_trials_with_as_high_a_pea
     assert not learned_margin_prunes(0.20, 2, 0.005, [settled], maximize=True, startup=2), "one finished trial is fewer than startup"
 
 
+def test_the_margin_is_never_below_the_sampling_noise_of_the_validation_split():
+    """With one finished trial the learned margin is 0, so any dip below it stops a trial; on
+    500 validation images a 4.6-point dip at 55% is within chance (2 standard deviations of two
+    accuracies' difference: 6.3 points), and the eventual best of a CPU sweep dipped that much."""
+    from resnet_lab.trial import learned_margin_prunes, sampling_noise
+
+    assert sampling_noise(0.5, 500) == pytest.approx(2 * (2 * 0.25 / 500) ** 0.5) and sampling_noise(0.5, 0) == 0.0
+    reference = ({6: 0.563, 7: 0.527, 8: 0.611}, 0.611, 2.2)
+    assert learned_margin_prunes(0.517, 6, 1.6, [reference], maximize=True, startup=1), "no floor: 4.6 points behind a margin of 0"
+    assert not learned_margin_prunes(0.517, 6, 1.6, [reference], maximize=True, startup=1, eval_images=500), "within the noise of 500 images"
+    assert learned_margin_prunes(0.517, 6, 1.6, [reference], maximize=True, startup=1, eval_images=5000), "on 5,000 images the noise is 2 points"
+    assert learned_margin_prunes(0.40, 6, 1.6, [reference], maximize=True, startup=1, eval_images=500), "16 points behind is not noise"
+
+
 def test_the_lr_peaks_where_the_schedule_says():
     from resnet_lab.config.schema import AnnealStrategy, CosineConfig, OneCycleConfig, StepConfig
     from resnet_lab.optim.schedulers import peak_epoch

@@ -188,7 +188,7 @@ def _fit(run: RunConfig, job: JobContext, prepared: PreparedRun, resolved: dict,
             best["acc"] = metrics.eval_acc
             save_checkpoint(checkpoints / BEST, state)
 
-    callbacks = [checkpoint, _epoch_logger(tracker, eval_name, epochs), *_trial_callbacks(run, job)] if main else []
+    callbacks = [checkpoint, _epoch_logger(tracker, eval_name, epochs), *_trial_callbacks(run, job, len(trainer.eval_loader.labels))] if main else []
     try:
         with stop_on_signals(trainer):
             return trainer.fit(epochs, callbacks=callbacks)
@@ -239,7 +239,7 @@ def _epoch_logger(tracker: Tracker, eval_name: str, epochs: int) -> EpochCallbac
     return log_epoch
 
 
-def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
+def _trial_callbacks(run: RunConfig, job: JobContext, eval_images: int) -> list[EpochCallback]:
     """In an Optuna sweep: each evaluated epoch's objective goes to the job's trial, and the
     trial stops (TrialPruned) when its pruner says so. Elsewhere: nothing."""
     if job.trial is None:
@@ -247,7 +247,7 @@ def _trial_callbacks(run: RunConfig, job: JobContext) -> list[EpochCallback]:
     if run.hparams_search is not None and PrunerKind(run.hparams_search.pruner.kind) == PrunerKind.schedule_halving:
         return []  # the sweeper records each complete run's final value at its rung; epochs of one run are not steps of the trial
     pruning = run.hparams_search.pruner if run.hparams_search is not None else None
-    trial = TrialReporter.for_job(job.run_dir, job.trial, pruning, judge_from=peak_epoch(run.scheduler, run.trainer.epochs))
+    trial = TrialReporter.for_job(job.run_dir, job.trial, pruning, judge_from=peak_epoch(run.scheduler, run.trainer.epochs), eval_images=eval_images)
     if trial is None:
         return []
 
