@@ -268,6 +268,7 @@ def test_killed_sweep_keeps_finished_trials_and_replaces_the_interrupted_one(tmp
         "hparams_search.max_lr_bounds=[0.01,0.1]",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.storage=sqlite:///study.db",
+        "hparams_search.pruner.kind=none",  # every trial trains to the end: the test counts the complete ones
     ]
     env = BARE_ENV
     process = subprocess.Popen([*command, "hydra.sweep.dir=first"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
