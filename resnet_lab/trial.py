@@ -173,9 +173,8 @@ def learned_margin_prunes(value: float, epoch: int, peak: float | None, complete
     them: the most that any of them which ended within NEAR_BEST of their best trailed their
     leader at this epoch, and never less than the sampling noise of accuracies measured on
     `eval_images` images: with one finished trial the learned margin is 0, and on a small
-    validation split the eventual best of a CPU sweep dipped 4.6 points below a finished trial at
-    epoch 6 of 8 (benchmarks/results/...-sweep_quality.json). A trial further behind is stopped;
-    one within it goes on, however slowly it started, as the best of them once did."""
+    validation split a lag of several points can be chance alone. A trial further behind is
+    stopped; one within it goes on, however slowly it started, as the best of them once did."""
     sign = 1.0 if maximize else -1.0
     seen = [(sign * curve[epoch], sign * final) for curve, final, at in complete if epoch in curve and (peak is None or at is None or at >= peak)]
     if len(seen) < max(startup, 1):
