@@ -535,15 +535,16 @@ def test_a_margin_pruned_sweep_judges_a_hopeless_trial_once_the_lr_has_peaked(tm
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
-def test_the_default_sweep_of_every_experiment_is_pruned_on_evaluated_epochs(experiment):
-    """The default pruner judges evaluated epochs: a sweep evaluates every epoch even where the
-    recipe alone (quick, speedrun) evaluates only after the last, so README's sweep is not refused."""
+def test_the_sweep_of_every_experiment_can_be_pruned_on_evaluated_epochs(experiment):
+    """A pruner judges evaluated epochs: a sweep evaluates every epoch even where the recipe alone
+    (quick, speedrun) evaluates only after the last, so a pruned sweep of it is not refused."""
     from hydra import compose, initialize_config_dir
 
     from resnet_lab.config.schema import PrunerKind
     from resnet_lab.sweep.optuna_sweeper import _checked_search
 
     with initialize_config_dir(str(REPO / "conf"), version_base=None):
-        config = compose("train", overrides=["hparams_search=optuna", f"experiment={experiment}"], return_hydra_config=True)
+        overrides = ["hparams_search=optuna", f"experiment={experiment}", "hparams_search.pruner.kind=margin"]
+        config = compose("train", overrides=overrides, return_hydra_config=True)
     search = _checked_search(config, ["maximize"], "sqlite:///study.db")
     assert search is not None and PrunerKind(search.pruner.kind) == PrunerKind.margin and config.trainer.eval_every == 1
