@@ -1,6 +1,7 @@
 """Every `python -m resnet_lab.train` / `lr_find` command written in README.md and docs/ (those
-without a placeholder to fill in) composes and passes validation: a renamed group, option or key
-breaks this test, not a reader's first try. A multirun's comma lists stand for their first value."""
+without a placeholder to fill in) composes and passes validation, and a sweep also the sweeper's
+pruning checks: a renamed group, option or key breaks this test, not a reader's first try. A
+multirun's comma lists stand for their first value."""
 
 from __future__ import annotations
 
@@ -55,3 +56,11 @@ def test_a_documented_command_composes_and_validates(page, module, overrides):
         cfg = compose("train" if module == "train" else "lr_find", overrides=one_job(overrides), return_hydra_config=True)
     if module == "train":
         validate(cfg)
+    if cfg.get("hparams_search") is not None:  # the sweeper's refusals that do not depend on the machine: a pruner with nothing to judge, ...
+        from omegaconf import OmegaConf
+
+        from resnet_lab.sweep.optuna_sweeper import _check_pruning
+
+        directions = cfg.hydra.sweeper.direction
+        pruner = OmegaConf.to_object(cfg.hparams_search.pruner)
+        _check_pruning(pruner, cfg, [directions] if isinstance(directions, str) else list(directions), cfg.hydra.sweeper.storage)
