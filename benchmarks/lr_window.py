@@ -35,6 +35,8 @@ from omegaconf import OmegaConf
 from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, image_folder
 from benchmarks.cifar_speed.report import machine
 from benchmarks.sweep_pruning import run, sizes
+from resnet_lab.sweep.report import WD_KEY
+from resnet_lab.trial import LR_KEY
 
 LOW, HIGH = 10.0, 300.0  # the grid spans suggestion / LOW .. suggestion x HIGH
 DECAYS = (1e-6, 1.0)  # the weight-decay grid's span, wide enough for coupled and decoupled decay alike
@@ -81,7 +83,7 @@ def grid_run(settings: list[str], swept: str, values: list[float], seeds: list[i
 def measure_decay(optimizer: str, max_lr: float, recipe: list[str], seeds: list[int], points: int, work: Path) -> dict[str, Any]:
     """Weight decay, one value per decade of DECAYS, at the optimizer's best peak."""
     settings = [*recipe, f"optimizer={optimizer}", "data.val_fraction=0.1", f"scheduler.max_lr={max_lr}"]
-    found = grid_run(settings, "optimizer.weight_decay", log_grid(*DECAYS, points), seeds, f"decay-{optimizer}", work)
+    found = grid_run(settings, WD_KEY, log_grid(*DECAYS, points), seeds, f"decay-{optimizer}", work)
     return {
         "max_lr": max_lr,
         "grid_wall_s": found["wall_s"],
@@ -98,13 +100,13 @@ def measure(optimizer: str, recipe: list[str], seeds: list[int], points: int, wo
     run(["resnet_lab.lr_find", *settings, f"hydra.run.dir={finder_dir}"], work)
     finder = json.loads((finder_dir / "lr_finder.json").read_text())
     peaks = grid(finder["suggestion"], points)
-    found = grid_run(settings, "scheduler.max_lr", peaks, seeds, f"grid-{optimizer}", work)
+    found = grid_run(settings, LR_KEY, peaks, seeds, f"grid-{optimizer}", work)
     best = found["best"]
     points_of = anchors(finder)
     return {
         "grid_wall_s": found["wall_s"],
         "anchors": points_of,
-        "peaks": [{"max_lr": row.pop("scheduler.max_lr"), **row} for row in found["rows"]],
+        "peaks": [{"max_lr": row.pop(LR_KEY), **row} for row in found["rows"]],
         "best_max_lr": best,
         "best_mean_val_accuracy": found["best_mean_val_accuracy"],
         "best_on_grid_edge": found["best_on_grid_edge"],

@@ -16,7 +16,8 @@ again), the missing ones run, if the machine, recipe and range test are the same
 Per sweep: the configuration it chose (by validation), that choice's test accuracy, its regret
 (the oracle's test accuracy minus it, in points), the epochs it trained against the unpruned
 sweep of its seed, and its wall time. On a CPU the net is 1/8 wide on 5,000 / 2,000 images for 8
-epochs; with CUDA, the speedrun recipe at full width on all the data.
+epochs (validated on 10% of the full training split, 5,000 images); with CUDA, the speedrun
+recipe at full width on all the data.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, image_folder
 from benchmarks.cifar_speed.report import machine
 from benchmarks.sweep_pruning import SWEEPS, run, sizes, sweep
 from resnet_lab.optim.lr_range import read_suggestion
+from resnet_lab.sweep.report import WD_KEY
+from resnet_lab.trial import LR_KEY
 
 PRUNED = "margin"  # the multi-fidelity mode judged against the unpruned sweep
 TARGETS = {"regret_points": 0.5, "epochs_vs_unpruned": 0.4}
@@ -44,7 +47,7 @@ def oracle_grid(oracle: dict[str, Any]) -> dict[str, Any]:
     for point in oracle["runs"]:
         if point["state"] != "COMPLETE":
             continue
-        lr, decay = point["params"]["scheduler.max_lr"], point["params"]["optimizer.weight_decay"]
+        lr, decay = point["params"][LR_KEY], point["params"][WD_KEY]
         rows.setdefault(f"{lr:.4g}", {})[f"{decay:.4g}"] = {"validation": point["curve"][-1] if point["curve"] else None, "test": point["test"]}
     return rows
 
@@ -98,7 +101,7 @@ def table(results: dict[str, dict[str, Any]], judged: dict[str, Any]) -> str:
         regret = judged.get(key, {}).get("regret_points")
         rows.append(
             f"| {name} | {seed or '-'} | {part['trials']} | {epochs} | {part['wall_s']:.0f} s "
-            f"| {params.get('scheduler.max_lr', float('nan')):.3g} | {params.get('optimizer.weight_decay', float('nan')):.2g} "
+            f"| {params.get(LR_KEY, float('nan')):.3g} | {params.get(WD_KEY, float('nan')):.2g} "
             f"| {_percent(part['best_accuracy'])} | {_percent(part['best_test_accuracy'])} | {'-' if regret is None else f'{regret:+.2f}'} |"
         )
     return "\n".join(rows)
