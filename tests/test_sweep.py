@@ -543,7 +543,7 @@ def test_the_sweep_of_every_experiment_can_be_pruned_on_evaluated_epochs(experim
     from resnet_lab.config.schema import PrunerKind
     from resnet_lab.sweep.optuna_sweeper import _checked_search
 
-    with initialize_config_dir(str(REPO / "conf"), version_base=None):
+    with initialize_config_dir(str(REPO / "conf")):
         overrides = ["hparams_search=optuna", f"experiment={experiment}", "hparams_search.pruner.kind=margin"]
         config = compose("train", overrides=overrides, return_hydra_config=True)
     search = _checked_search(config, ["maximize"], "sqlite:///study.db")
