@@ -33,8 +33,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, image_folder
-from benchmarks.cifar_speed.report import machine
-from benchmarks.sweep_pruning import run, sizes
+from benchmarks.sweep_pruning import placement, run, sizes
 from resnet_lab.sweep.report import WD_KEY
 from resnet_lab.trial import LR_KEY
 
@@ -129,15 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--points={args.points}: at least 3 (a best peak inside the grid needs neighbours)")
     if args.decay_points != 0 and args.decay_points < 3:
         parser.error(f"--decay-points={args.decay_points}: 0 (no weight-decay grid) or at least 3")
-    if not args.data.exists():
-        parser.error(f"--data {args.data} does not exist: pass the JPEG copy's .tar.gz or an image-folder root")
-    if args.resume is not None and not args.resume.is_file():
-        parser.error(f"--resume {args.resume} is not a file: pass a result this benchmark wrote")
-    import torch
-
-    cuda = torch.cuda.is_available() and not args.tiny
-    host = machine()
-    label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
+    cuda, host, label = placement(parser, args)
     path = args.resume or args.out / f"{date.today().isoformat()}-{label}-lr_window.json"
     with tempfile.TemporaryDirectory(prefix="lr_window_") as scratch:
         work = Path(scratch)

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.cifar_speed.baseline import run_baseline
 from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, Scale, framework_env, image_folder
-from benchmarks.cifar_speed.report import machine
+from benchmarks.cifar_speed.report import machine, machine_label
 
 
 def sizes(cuda: bool) -> Scale:
@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "largest_gap_same_augmentation_points": max(100 * abs(a - b) for a, b in same_augmentation),
         "final": {name: curve[-1] for name, curve in curves.items()},
     }
-    label = (host["gpu"] or "cpu").lower().replace(" ", "-")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{result['date']}-{label}-seed_pipelines.json"
+    path = args.out / f"{result['date']}-{machine_label(host)}-seed_pipelines.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     for name, curve in curves.items():
         print(f"{name:48s} " + " ".join(f"{100 * a:5.1f}" for a in curve))

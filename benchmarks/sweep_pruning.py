@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, framework_env, image_folder
-from benchmarks.cifar_speed.report import machine
+from benchmarks.cifar_speed.report import machine, machine_label
 from resnet_lab.optim.lr_range import read_suggestion
 from resnet_lab.sweep.report import evaluated_accuracy
 
@@ -58,6 +58,21 @@ def sizes(root: Path, tiny: bool, cuda: bool) -> list[str]:
         return ["experiment=speedrun", *common]
     cpu = ["model.width_multiplier=0.125", "data.train_subset=5000", "data.test_subset=2000", "data.batch_size=128", "trainer.epochs=8"]
     return [*common, *cpu, "trainer.device=cpu"]
+
+
+def placement(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[bool, dict[str, Any], str]:
+    """What the sweep benchmarks check before any work (--data exists, and a --resume file where
+    the benchmark takes one), then whether CUDA trains (never with --tiny), the machine, and its
+    label in the result file's name."""
+    if not args.data.exists():
+        parser.error(f"--data {args.data} does not exist: pass the JPEG copy's .tar.gz or an image-folder root")
+    resume = getattr(args, "resume", None)
+    if resume is not None and not resume.is_file():
+        parser.error(f"--resume {resume} is not a file: pass a result this benchmark wrote")
+    import torch
+
+    host = machine()
+    return torch.cuda.is_available() and not args.tiny, host, machine_label(host, args.tiny)
 
 
 def run(args: list[str], work: Path) -> float:
@@ -190,8 +205,7 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
             raise SystemExit(f"{path} ran another recipe, range test, trial count or machine than {paths[0]}: not comparable")
     results = {name: sweep for part in parts for name, sweep in part["sweeps"].items()}
     merged = {**first, "merged_from": [path.name for path in paths], "sweeps": results, "judged": judge(results), "table": table(results)}
-    label = (first["machine"]["gpu"] or "cpu").lower().replace(" ", "-")
-    path = out / f"{first['date']}-{label}-sweep_pruning-{'-'.join(sorted({k.split('.seed')[0] for k in results}))}.json"
+    path = out / f"{first['date']}-{machine_label(first['machine'])}-sweep_pruning-{'-'.join(sorted({k.split('.seed')[0] for k in results}))}.json"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merged, indent=2) + "\n")
     print(merged["table"])
@@ -217,11 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown sweep(s) {', '.join(unknown)}; allowed: {', '.join([*SWEEPS, *PARALLEL])}")
     if args.trials < 4:
         parser.error(f"--trials={args.trials}: at least 4 (the median pruner waits for 3 finished trials)")
-    if not args.data.exists():
-        parser.error(f"--data {args.data} does not exist: pass the JPEG copy's .tar.gz or an image-folder root")
-    import torch
-
-    cuda = torch.cuda.is_available() and not args.tiny
+    cuda, host, label = placement(parser, args)
     with tempfile.TemporaryDirectory(prefix="sweep_pruning_") as scratch:
         work = Path(scratch)
         recipe = sizes(image_folder(args.data.resolve(), work), args.tiny, cuda)
@@ -229,8 +239,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finder = work / "lr_find" / "lr_finder.json"
         suggestion = read_suggestion(str(finder))
         chosen = {name: settings for name, settings in {**SWEEPS, **PARALLEL}.items() if name in args.sweeps}
-        host = machine()
-        label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
         subset = "" if set(args.sweeps) == {*SWEEPS, *PARALLEL} else "-" + "-".join(args.sweeps)
         path = args.out / f"{date.today().isoformat()}-{label}-sweep_pruning{subset}.json"
         results: dict[str, dict[str, Any]] = {}

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cifar_speed.common import DEFAULT_DATA, REPO, image_folder
-from benchmarks.cifar_speed.report import machine
-from benchmarks.sweep_pruning import SWEEPS, run, sizes, sweep
+from benchmarks.sweep_pruning import SWEEPS, placement, run, sizes, sweep
 from resnet_lab.optim.lr_range import read_suggestion
 from resnet_lab.sweep.report import WD_KEY
 from resnet_lab.trial import LR_KEY
@@ -125,15 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--grid={args.grid}: at least 2 values per parameter")
     if args.trials < 2:
         parser.error(f"--trials={args.trials}: at least 2 (the margin pruner judges against a finished trial)")
-    if not args.data.exists():
-        parser.error(f"--data {args.data} does not exist: pass the JPEG copy's .tar.gz or an image-folder root")
-    if args.resume is not None and not args.resume.is_file():
-        parser.error(f"--resume {args.resume} is not a file: pass a result this benchmark wrote")
-    import torch
-
-    cuda = torch.cuda.is_available() and not args.tiny
-    host = machine()
-    label = "tiny" if args.tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
+    cuda, host, label = placement(parser, args)
     path = args.resume or args.out / f"{date.today().isoformat()}-{label}-sweep_quality.json"
     earlier = json.loads(args.resume.read_text()) if args.resume else {}
     with tempfile.TemporaryDirectory(prefix="sweep_quality_") as scratch:

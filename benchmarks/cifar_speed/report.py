@@ -37,6 +37,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_label(host: dict[str, Any], tiny: bool = False) -> str:
+    """The machine's part of a result file's name (<date>-<label>-<benchmark>.json): its GPU, else
+    cpu; `tiny` for CPU-test sizes, whatever the machine."""
+    return "tiny" if tiny else (host["gpu"] or "cpu").lower().replace(" ", "-")
+
+
 def judge(parts: dict[str, Any], applicable: bool) -> dict[str, Any]:
     """Each target with its measured value (None where the part did not run). The targets are
     for full-size runs on a GPU; elsewhere values are listed but not judged (met: None)."""
