@@ -68,6 +68,10 @@ def process_group(argv: list[str]) -> Iterator[None]:
             argv.extend(NON_ZERO_RANK_OVERRIDES)
             logging.getLogger().setLevel(logging.WARNING)
         yield
+        # Every rank waits for the slowest before the group is torn down: a rank that destroys
+        # gloo's connections while another still ends its run can abort at exit. Skipped when
+        # the app failed, since the other ranks may never reach it (torchrun stops them).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
