@@ -16,11 +16,18 @@ the epoch one-cycle's LR peaks at being the one it uses by itself, its margin ne
 sampling noise of `--eval-images` validation images (0: no floor); `margin-any-peak@w`, the same
 judged against every finished trial, whatever its peak LR.
 A sweep_quality result replays too (its unpruned sweeps; the oracle grid is left out).
+
+`hindsight_bound` asks whether any pruner that ranks trials at equal epochs could meet a target
+share of the epochs (`--target-share`, the issue's 40%) without losing the best: successive
+halving with two rungs, one rule for every sweep, each rung ranking all the sweep's trials at
+once, curves no real pruner has seen yet. Its smallest worst-case loss within the share bounds
+what such pruners can keep on these curves.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -71,6 +78,41 @@ def replay(trials: list[Trial], prunes: Rule) -> dict[str, Any]:
     return {"epochs": epochs, "share": round(epochs / full, 3), "best_kept": kept, "drop_points": drop, "pruned": len(trials) - len(finished)}
 
 
+def halving_keeps(curves: list[Curve], rungs: tuple[tuple[int, int], ...]) -> tuple[int, float]:
+    """Epochs trained and the best final value kept when, at each (epoch, kept) rung, only the
+    `kept` best of the surviving trials at that epoch go on (ties to the earlier trial)."""
+    alive, epochs, done = list(range(len(curves))), 0, 0
+    for epoch, kept in rungs:
+        epochs += len(alive) * (epoch - done)
+        alive, done = sorted(alive, key=lambda i: -curves[i][epoch - 1])[:kept], epoch
+    epochs += sum(len(curves[i]) - done for i in alive)
+    return epochs, max(curves[i][-1] for i in alive)
+
+
+def hindsight_bound(sweeps: dict[str, list[Curve]], target_share: float) -> dict[str, Any]:
+    """Over every two-rung rule (epochs e1 < e2 before the last, kept k1 >= k2): the rule with the
+    smallest worst loss among those within `target_share` on every sweep (None: no rule trains
+    that little), and the smallest worst share among rules that lose nothing on any sweep."""
+    sizes = {(len(curves), len(curves[0])) for curves in sweeps.values()}
+    if len(sizes) != 1:
+        return {"skipped": "the sweeps differ in trials or epochs"}
+    ((n, length),) = sizes
+    scored: list[dict[str, Any]] = []
+    for (e1, e2), k1 in itertools.product(itertools.combinations(range(1, length), 2), range(1, n + 1)):
+        for k2 in range(1, k1 + 1):
+            rungs = ((e1, k1), (e2, k2))
+            outcomes = {}
+            for name, curves in sweeps.items():
+                epochs, kept = halving_keeps(curves, rungs)
+                outcomes[name] = {"share": round(epochs / (n * length), 3), "drop_points": round(100 * (max(c[-1] for c in curves) - kept), 2)}
+            worst_share = max(o["share"] for o in outcomes.values())
+            worst_drop = max(o["drop_points"] for o in outcomes.values())
+            scored.append({"rungs": [list(r) for r in rungs], "worst_share": worst_share, "worst_drop_points": worst_drop, "sweeps": outcomes})
+    within = min((r for r in scored if r["worst_share"] <= target_share), key=lambda r: (r["worst_drop_points"], r["worst_share"]), default=None)
+    lossless = min((r for r in scored if r["worst_drop_points"] == 0), key=lambda r: r["worst_share"])
+    return {"target_share": target_share, "trials": n, "epochs": length, "least_loss_within_target": within, "least_share_without_loss": lossless}
+
+
 def rules(eval_images: int) -> dict[str, Rule]:
     return (
         {f"median@{w}": median_rule(w) for w in (1, 2, 3)}
@@ -83,22 +125,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pruning_replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="a sweep_pruning JSON whose unpruned sweeps kept their curves")
     parser.add_argument("--eval-images", type=int, default=0, help="validation images each epoch was measured on: the margin's noise floor (0: none)")
+    parser.add_argument("--target-share", type=float, default=0.4, help="share of the unpruned epochs the hindsight bound may train")
     parser.add_argument("--out", type=Path, default=None, help="folder for <results name>-replay.json (default: beside the results)")
     args = parser.parse_args(argv)
     saved = json.loads(args.results.read_text())
     replays: dict[str, Any] = {}
+    curves: dict[str, list[Curve]] = {}
     for name, sweep in saved["sweeps"].items():
         runs = sorted(sweep["runs"], key=lambda run: run["number"])
         if name == "oracle" or sweep.get("pruned") or not all(run.get("curve") for run in runs):
             continue  # only an unpruned sweep's curves say what every trial would have reached
         trials = [(run["curve"], (run.get("params") or {}).get(LR_KEY)) for run in runs]
         outcomes = {rule: replay(trials, prunes) for rule, prunes in rules(args.eval_images).items()}
+        curves[name] = [curve for curve, _ in trials]
         replays[name] = {"epochs": sum(len(c) for c, _ in trials), "best": max(c[-1] for c, _ in trials), "rules": outcomes}
     if not replays:
         parser.error(f"{args.results} has no unpruned sweep with learning curves (run benchmarks.sweep_pruning --sweeps none)")
     startup = {"median": MEDIAN_STARTUP, "margin": MARGIN_STARTUP}
     result = {"source": args.results.name, "machine": saved["machine"], "recipe": saved["recipe"], "startup_trials": startup, "eval_images": args.eval_images}
     result["sweeps"] = replays
+    result["hindsight_bound"] = bound = hindsight_bound(curves, args.target_share)
     floor = f"-floor{args.eval_images}" if args.eval_images else ""
     out = (args.out or args.results.parent) / f"{args.results.stem}-replay{floor}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +153,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for rule, outcome in part["rules"].items():
             kept = f"best kept {outcome['best_kept']:.4f} (-{outcome['drop_points']} points)"
             print(f"{name} {rule}: {outcome['epochs']} of {part['epochs']} epochs ({outcome['share']:.0%}), {kept}")
+    if "skipped" not in bound:
+        labels = {"least_loss_within_target": f"least loss within {args.target_share:.0%} of the epochs", "least_share_without_loss": "no loss"}
+        for key, label in labels.items():
+            if (rule := bound[key]) is None:
+                continue
+            print(f"hindsight halving, {label}: rungs {rule['rungs']}, worst share {rule['worst_share']:.0%}, worst loss {rule['worst_drop_points']} points")
     print(f"wrote {out}")
     return result
 

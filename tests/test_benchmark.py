@@ -236,7 +236,7 @@ def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_k
     source.write_text(json.dumps({"machine": {"gpu": None}, "recipe": [], "sweeps": {"none": {"pruned": 0, "runs": runs}}}))
     result = pruning_replay.main([str(source)])
     rules = json.loads((tmp_path / "none-replay.json").read_text())["sweeps"]["none"]["rules"]
-    assert rules == result["sweeps"]["none"]["rules"]
+    assert rules == result["sweeps"]["none"]["rules"] and result["hindsight_bound"]["target_share"] == 0.4
     assert rules["median@1"] == {"epochs": 4 + 4 + 1 + 1 + 3, "share": 0.65, "best_kept": 0.60, "drop_points": 0.0, "pruned": 3}
     assert rules["margin@2"] == {"epochs": 4 + 4 + 2 + 4 + 4, "share": 0.9, "best_kept": 0.60, "drop_points": 0.0, "pruned": 1}
     assert rules["margin-any-peak@2"] == {"epochs": 4 + 2 + 2 + 2 + 2, "share": 0.6, "best_kept": 0.45, "drop_points": 15.0, "pruned": 4}
@@ -244,6 +244,24 @@ def test_the_pruning_replay_counts_the_epochs_each_rule_trains_and_the_best_it_k
     pruning_replay.main([str(source), "--eval-images", "20"])
     floored = json.loads((tmp_path / "none-replay-floor20.json").read_text())["sweeps"]["none"]["rules"]
     assert floored["margin@2"]["pruned"] == 0, "on 20 images, 0.15 behind at 35% is within chance (0.30)"
+
+
+def test_the_hindsight_bound_finds_the_cheapest_halving_that_keeps_every_best():
+    """Two sweeps of 4 trials x 3 epochs. In the first the best trial blooms late, last at
+    epochs 1 and 2: only keeping all four through both rungs keeps it, so no saving is
+    lossless, and within half the epochs the least loss is 20 points (0.7 kept of 0.9). In the
+    second the best leads from the start, and the cheapest rule keeps it; the bound is the worst
+    over both."""
+    late = [[0.5, 0.6, 0.7], [0.2, 0.3, 0.9], [0.4, 0.5, 0.6], [0.3, 0.4, 0.5]]
+    early = [[0.5, 0.6, 0.9], [0.2, 0.3, 0.4], [0.4, 0.5, 0.6], [0.3, 0.4, 0.5]]
+    assert pruning_replay.halving_keeps(late, ((1, 2), (2, 1))) == (4 + 2 + 1, 0.7)
+    assert pruning_replay.halving_keeps(early, ((1, 1), (2, 1))) == (4 + 1 + 1, 0.9)
+    bound = pruning_replay.hindsight_bound({"late": late, "early": early}, target_share=0.5)
+    within, lossless = bound["least_loss_within_target"], bound["least_share_without_loss"]
+    assert within["rungs"] == [[1, 1], [2, 1]] and within["worst_share"] == 0.5 and within["worst_drop_points"] == 20.0
+    assert within["sweeps"]["early"] == {"share": 0.5, "drop_points": 0.0}
+    assert lossless["rungs"] == [[1, 4], [2, 4]] and lossless["worst_share"] == 1.0
+    assert pruning_replay.hindsight_bound({"a": late, "b": late[:3]}, 0.5) == {"skipped": "the sweeps differ in trials or epochs"}
 
 
 def test_results_of_the_same_recipe_merge_and_are_judged_together_others_are_refused(tmp_path):
