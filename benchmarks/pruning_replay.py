@@ -14,7 +14,9 @@ Rules: `median@w`, Optuna's median pruner from epoch w (2 startup trials); `marg
 margin pruner (trial.py: learned_margin_prunes, 1 startup trial with as high a peak) from epoch w,
 the epoch one-cycle's LR peaks at being the one it uses by itself, its margin never below the
 sampling noise of `--eval-images` validation images (0: no floor); `margin-any-peak@w`, the same
-judged against every finished trial, whatever its peak LR.
+judged against every finished trial, whatever its peak LR; `peak-halving@w`, resnet_lab's
+peak_halving pruner with its default rungs from epoch w (one-cycle's peak on these recipes is
+epoch 2), each rung ranking a trial against every trial that reached it before.
 A sweep_quality result replays too (its unpruned sweeps; the oracle grid is left out).
 
 `hindsight_bound` asks whether any pruner that ranks trials at equal epochs could meet a target
@@ -33,10 +35,11 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from resnet_lab.trial import LR_KEY, learned_margin_prunes
+from resnet_lab.trial import LR_KEY, learned_margin_prunes, promoted
 
 MEDIAN_STARTUP = 2  # Optuna's median pruner: trials that finish before any is judged
 MARGIN_STARTUP = 1  # the margin pruner: finished trials with as high a peak LR
+PEAK_HALVING = [2, 2]  # peak_halving's default keep_one_in (conf/hparams_search/optuna.yaml)
 
 Curve = list[float]
 Trial = tuple[Curve, float | None]  # (validation curve, peak LR)
@@ -59,6 +62,23 @@ def margin_rule(judge_from: int, any_peak: bool = False, eval_images: int = 0) -
         complete = [({e + 1: v for e, v in enumerate(curve)}, curve[-1], at) for curve, at in finished]
         lr = None if any_peak else peak
         return learned_margin_prunes(value, epoch, lr, complete, maximize=True, startup=MARGIN_STARTUP, eval_images=eval_images)
+
+    return prunes
+
+
+def peak_halving_rule(first: int, keep_one_in: list[int]) -> Rule:
+    """resnet_lab's peak_halving pruner (trial.PeakHalvingPruner) from epoch `first`, where the
+    LR peaks: at each rung a trial goes on when trial.promoted ranks it among the best 1 in N of
+    every trial that reached that epoch before it, stopped ones included."""
+    rungs = {first + i: one_in for i, one_in in enumerate(keep_one_in)}
+    seen: dict[int, list[float]] = {epoch: [] for epoch in rungs}
+
+    def prunes(value: float, epoch: int, peak: float | None, finished: list[Trial]) -> bool:
+        if epoch not in rungs:
+            return False
+        others = list(seen[epoch])
+        seen[epoch].append(value)
+        return not promoted(value, others, rungs[epoch], maximize=True)
 
     return prunes
 
@@ -118,6 +138,7 @@ def rules(eval_images: int) -> dict[str, Rule]:
         {f"median@{w}": median_rule(w) for w in (1, 2, 3)}
         | {f"margin@{w}": margin_rule(w, eval_images=eval_images) for w in (1, 2, 3)}
         | {f"margin-any-peak@{w}": margin_rule(w, any_peak=True, eval_images=eval_images) for w in (1, 2, 3)}
+        | {f"peak-halving@{w}": peak_halving_rule(w, PEAK_HALVING) for w in (2, 3)}
     )
 
 

@@ -41,6 +41,7 @@ SWEEPS: dict[str, list[str]] = {
     "hyperband": ["hparams_search.pruner.kind=hyperband", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
     "schedule_halving": ["hparams_search.pruner.kind=schedule_halving", "hparams_search.pruner.min_epochs=1", "hparams_search.pruner.reduction_factor=3"],
     "margin": ["hparams_search.pruner.kind=margin", "hparams_search.pruner.startup_trials=1"],
+    "peak_halving": ["hparams_search.pruner.kind=peak_halving"],
 }
 PARALLEL: dict[str, list[str]] = {
     "batch2": [*SWEEPS["median"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],

@@ -1,6 +1,7 @@
 """How good the default sweep's answer is: its choice's test accuracy against an oracle's.
 
     python -m benchmarks.sweep_quality [--data ../shared/data/cifar10-jpeg.tar.gz] [--grid 6] [--trials 16] [--seeds 0,1,2]
+        [--pruned peak_halving,margin] [--resume RESULT]
 
 One LR range test, then, all on the same recipe and the default search space of
 `hparams_search=optuna` (max_lr in its `lr_window` around the range test's suggestion, weight
@@ -8,7 +9,7 @@ decay in the optimizer's weight_decay_window):
 
 * the oracle: the grid sampler over that space (--grid log-spaced values per parameter, every
   point trained in full); its best by validation, and that point's test accuracy;
-* per TPE seed, the default sweep of --trials trials unpruned and with the margin pruner.
+* per TPE seed, the default sweep of --trials trials unpruned and with each --pruned pruner.
 
 `--resume` completes an earlier result: its sweeps are kept (delete one from the file to run it
 again), the missing ones run, if the machine, recipe and range test are the same.
@@ -35,7 +36,7 @@ from resnet_lab.optim.lr_range import read_suggestion
 from resnet_lab.sweep.report import WD_KEY
 from resnet_lab.trial import LR_KEY
 
-PRUNED = "margin"  # the multi-fidelity mode judged against the unpruned sweep
+PRUNED = ("peak_halving", "margin")  # the pruners judged against the unpruned sweep (sweep_pruning.SWEEPS)
 TARGETS = {"regret_points": 0.5, "epochs_vs_unpruned": 0.4}
 NEAR = 0.01  # oracle points within one point of validation accuracy of its best: its noise
 
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--grid", type=int, default=6, help="the oracle's log-spaced values per parameter (>= 2): grid x grid full runs")
     parser.add_argument("--trials", type=int, default=16, help="trials per sweep (>= 2)")
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2], help="TPE seeds: both sweeps run once per seed")
+    parser.add_argument("--pruned", type=lambda text: text.split(","), default=list(PRUNED), help="pruners run beside the unpruned sweep, per seed")
     parser.add_argument("--resume", type=Path, help="a result of this benchmark to complete: its sweeps are kept, the missing ones run")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--tiny", action="store_true", help="CPU-test sizes: 1/8 width, batch 8, 2 epochs")
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--grid={args.grid}: at least 2 values per parameter")
     if args.trials < 2:
         parser.error(f"--trials={args.trials}: at least 2 (the margin pruner judges against a finished trial)")
+    unknown = [name for name in args.pruned if name == "none" or name not in SWEEPS]
+    if unknown:
+        parser.error(f"--pruned {','.join(unknown)}: allowed: {', '.join(name for name in SWEEPS if name != 'none')}")
     cuda, host, label = placement(parser, args)
     path = args.resume or args.out / f"{date.today().isoformat()}-{label}-sweep_quality.json"
     earlier = json.loads(args.resume.read_text()) if args.resume else {}
@@ -146,13 +151,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if earlier and [earlier.get(key) for key in same] != [result[key] for key in same]:
             parser.error(f"--resume {args.resume} ran another machine, recipe, grid, trial count or range test: not comparable, run without --resume")
         plan = [("oracle", ["hydra/sweeper/sampler=grid", f"hparams_search.grid_points={args.grid}", *SWEEPS["none"]], args.grid**2)]
-        plan += [(f"{name}.seed{seed}", [*SWEEPS[name], f"hydra.sweeper.sampler.seed={seed}"], args.trials) for seed in args.seeds for name in ("none", PRUNED)]
+        for seed in args.seeds:
+            plan += [(f"{name}.seed{seed}", [*SWEEPS[name], f"hydra.sweeper.sampler.seed={seed}"], args.trials) for name in ("none", *args.pruned)]
         results: dict[str, dict[str, Any]] = earlier.get("sweeps", {})
         for key, settings, trials in plan:  # the file is rewritten after each sweep: a cut-short run keeps the ones done
             if key not in results:
                 results[key] = sweep(key, settings, recipe, finder, trials, work)
                 print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'runs'})}", flush=True)
-            ordered = {name: results[name] for name, _, _ in plan if name in results}
+            planned = {name: results[name] for name, _, _ in plan if name in results}
+            ordered = planned | {name: part for name, part in results.items() if name not in planned}  # a resumed file keeps sweeps outside this plan
             judged = judge(ordered)
             result |= {
                 "sweeps": ordered,

@@ -112,6 +112,8 @@ def build_pruner(cfg: PrunerConfig, judge_from: int = 0, eval_images: int = 0) -
     kind = PrunerKind(cfg.kind)
     if kind == PrunerKind.margin:
         return LearnedMarginPruner(cfg.startup_trials, max(cfg.warmup_epochs, judge_from), eval_images)
+    if kind == PrunerKind.peak_halving:
+        return PeakHalvingPruner(list(cfg.keep_one_in), max(cfg.warmup_epochs, judge_from, 1))
     if kind == PrunerKind.median:
         return optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs)
     if kind == PrunerKind.percentile:
@@ -208,3 +210,42 @@ class LearnedMarginPruner:
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         value, peak = trial.intermediate_values[epoch], trial.params.get(LR_KEY)
         return learned_margin_prunes(value, epoch, peak, complete, maximize, self.startup_trials, self.eval_images)
+
+
+def promoted(value: float, others: list[float], reduction_factor: int, maximize: bool) -> bool:
+    """Whether a trial scoring `value` at a rung goes on: it is among the best 1 in
+    `reduction_factor` of every trial at this rung so far (`others`, stopped ones included, as
+    Optuna's successive halving ranks; at least the best one always goes on). A tie goes to the
+    trial that got there first: equal values say nothing about which is better, and each
+    promotion costs more epochs. A NaN value never goes on."""
+    if math.isnan(value):
+        return False
+    ranked = [v for v in others if not math.isnan(v)]
+    keep = max(1, (len(ranked) + 1) // reduction_factor)
+    as_good = sum((v >= value) if maximize else (v <= value) for v in ranked)
+    return as_good < keep
+
+
+class PeakHalvingPruner:
+    """`hparams_search.pruner.kind=peak_halving`: successive halving whose rungs start at the
+    epoch the schedule's LR peaks (`first`) and follow one per epoch, 1 in `keep_one_in[i]`
+    trials going on at rung i. Before the peak a higher peak LR is still climbing, so earlier
+    rungs (Optuna's successive halving starts at min_resource) rank the eventual best low; the
+    rungs stop soon after the peak, since every later one costs the survivors' epochs while the
+    ranks of high peaks jump by several points from epoch to epoch until the LR anneals."""
+
+    def __init__(self, keep_one_in: list[int], first: int) -> None:
+        self.rungs = {first + i: one_in for i, one_in in enumerate(keep_one_in)}
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        import optuna
+
+        epoch = trial.last_step
+        one_in = self.rungs.get(epoch)
+        if one_in is None:
+            return False
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+        reached = [t for t in study.get_trials(deepcopy=False, states=states) if t.number != trial.number and epoch in t.intermediate_values]
+        others = [t.intermediate_values[epoch] for t in reached]
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return not promoted(trial.intermediate_values[epoch], others, one_in, maximize)

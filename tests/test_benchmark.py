@@ -134,31 +134,39 @@ def test_tiny_pruning_benchmark_runs_its_sweeps_and_writes_its_json(tmp_path):
 def test_tiny_quality_benchmark_judges_each_sweeps_choice_against_the_oracle_grid(tmp_path):
     """The oracle trains every point of a 2 x 2 grid over the default search space; each sweep's
     regret is the oracle's test accuracy minus its choice's, and the pruned sweep's epochs are
-    counted against the unpruned one of its seed."""
+    counted against the unpruned one of its seed; a pruner the benchmark does not know is refused."""
     root = write_image_folder(tmp_path / "im", train_per_class=48, test_per_class=16)
-    result = sweep_quality.main(["--tiny", "--data", str(root), "--grid", "2", "--trials", "2", "--seeds", "0", "--out", str(tmp_path / "out")])
+    result = sweep_quality.main(
+        ["--tiny", "--data", str(root), "--grid", "2", "--trials", "2", "--seeds", "0", "--pruned", "peak_halving", "--out", str(tmp_path / "out")]
+    )
     saved = json.loads((tmp_path / "out" / f"{result['date']}-tiny-sweep_quality.json").read_text())
-    assert list(saved["sweeps"]) == ["oracle", "none.seed0", "margin.seed0"]
+    assert list(saved["sweeps"]) == ["oracle", "none.seed0", "peak_halving.seed0"]
     oracle = saved["sweeps"]["oracle"]
     assert oracle["trials"] == 4 and len(saved["oracle_grid"]) == 2 and all(len(row) == 2 for row in saved["oracle_grid"].values())
     best_point = max(r["curve"][-1] for r in oracle["runs"])
     near = saved["oracle_near_best"]
     assert 1 <= near["points"] <= 4 and near["test_min"] <= oracle["best_test_accuracy"] <= near["test_max"], "the best point is among those near it"
     assert oracle["best_accuracy"] == best_point >= 0.6, "the oracle picks its best point by validation, and it learns (chance is 1/3)"
-    for key in ("none.seed0", "margin.seed0"):
+    for key in ("none.seed0", "peak_halving.seed0"):
         chosen = saved["sweeps"][key]["best_test_accuracy"]
         assert saved["judged"][key]["regret_points"] == pytest.approx(100 * (oracle["best_test_accuracy"] - chosen))
-    margin = saved["sweeps"]["margin.seed0"]
-    assert saved["judged"]["margin.seed0"]["epochs_vs_unpruned"] == margin["epochs"] / saved["sweeps"]["none.seed0"]["epochs"]
-    assert "| margin | 0 | 2 |" in saved["table"] and "| oracle | - | 4 | 8 |" in saved["table"]
+    pruned = saved["sweeps"]["peak_halving.seed0"]
+    assert saved["judged"]["peak_halving.seed0"]["epochs_vs_unpruned"] == pruned["epochs"] / saved["sweeps"]["none.seed0"]["epochs"]
+    assert "| peak_halving | 0 | 2 |" in saved["table"] and "| oracle | - | 4 | 8 |" in saved["table"]
 
     path = tmp_path / "out" / f"{result['date']}-tiny-sweep_quality.json"
-    del saved["sweeps"]["margin.seed0"]
+    del saved["sweeps"]["peak_halving.seed0"]
     path.write_text(json.dumps(saved))
-    resumed = sweep_quality.main(["--tiny", "--data", str(root), "--grid", "2", "--trials", "2", "--seeds", "0", "--resume", str(path)])
-    assert list(resumed["sweeps"]) == ["oracle", "none.seed0", "margin.seed0"], "the deleted sweep ran again, in its place"
+    resumed = sweep_quality.main(
+        ["--tiny", "--data", str(root), "--grid", "2", "--trials", "2", "--seeds", "0", "--pruned", "peak_halving", "--resume", str(path)]
+    )
+    assert list(resumed["sweeps"]) == ["oracle", "none.seed0", "peak_halving.seed0"], "the deleted sweep ran again, in its place"
     assert all(resumed["sweeps"][key] == saved["sweeps"][key] for key in ("oracle", "none.seed0")), "the others are kept, not run again"
-    assert json.loads(path.read_text())["judged"]["margin.seed0"]["epochs_vs_unpruned"] == resumed["sweeps"]["margin.seed0"]["epochs"] / 4
+    assert json.loads(path.read_text())["judged"]["peak_halving.seed0"]["epochs_vs_unpruned"] == resumed["sweeps"]["peak_halving.seed0"]["epochs"] / 4
+
+    with pytest.raises(SystemExit) as refused:
+        sweep_quality.main(["--tiny", "--data", str(root), "--pruned", "peak_halving,asha"])
+    assert refused.value.code == 2
 
 
 def test_idle_share_counts_the_slot_time_no_trial_ran():
@@ -171,7 +179,7 @@ def test_idle_share_counts_the_slot_time_no_trial_ran():
 def test_an_unknown_sweep_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         sweep_pruning.main(["--sweeps", "median,asha", "--data", str(tmp_path)])
-    allowed = "none, median, hyperband, schedule_halving, margin, batch2, workers2"
+    allowed = "none, median, hyperband, schedule_halving, margin, peak_halving, batch2, workers2"
     assert stopped.value.code == 2 and f"unknown sweep(s) asha; allowed: {allowed}" in capsys.readouterr().err
 
 

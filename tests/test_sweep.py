@@ -300,6 +300,7 @@ def test_a_median_pruner_stops_a_hopeless_trial_keeps_its_outputs_and_the_sweep_
         (["hydra.sweeper.direction=minimize"], "does not fit hparams_search.objectives=['accuracy']: set hydra.sweeper.direction=['maximize']"),
         (["hparams_search.pruner.kind=percentile", "hparams_search.pruner.percentile=150"], "hparams_search.pruner.percentile=150.0 is not allowed"),
         (["hparams_search.pruner.kind=halving"], "hparams_search.pruner.kind"),
+        (["hparams_search.pruner.kind=peak_halving", "hparams_search.pruner.keep_one_in=[2,1]"], "hparams_search.pruner.keep_one_in=[2, 1] is not allowed"),
         (
             ["hparams_search.pruner.kind=median", "hydra/launcher=joblib", "hydra.sweeper.storage=null"],
             "with JoblibLauncher: its jobs run in other processes and cannot reach an in-memory study",
@@ -391,7 +392,8 @@ def test_parameter_importances_are_those_of_a_good_value_in_each_objectives_dire
 
 
 def test_schedule_halving_rungs_end_with_the_recipe_and_keep_the_best_share():
-    from resnet_lab.sweep.schedule_halving import promoted, rungs
+    from resnet_lab.sweep.schedule_halving import rungs
+    from resnet_lab.trial import promoted
 
     assert rungs(8, 1, 3) == [1, 3, 8] and rungs(5, 1, 3) == [1, 2, 5] and rungs(24, 2, 2) == [2, 3, 6, 12, 24] and rungs(1, 1, 3) == [1]
     assert promoted(0.2, [], 3, maximize=True), "the first trial at a rung goes on"
@@ -406,7 +408,7 @@ def test_a_late_bloomer_is_judged_by_the_end_of_its_schedule_not_the_middle():
     against 0.55) but it ends better (0.80 against 0.70). The median pruner judges it at epoch 1
     and stops it; schedule halving judges every trial by the end of a complete schedule and
     keeps it."""
-    from resnet_lab.sweep.schedule_halving import promoted
+    from resnet_lab.trial import promoted
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     steady = study.ask()
@@ -479,6 +481,37 @@ def test_the_margin_pruner_keeps_a_late_bloomer_that_the_median_pruner_stops():
     assert margin.prune(study, hopeless), "0.15 behind at epoch 2, more than any near-best trial trailed"
 
 
+def test_peak_halving_waits_for_the_lrs_peak_then_keeps_the_better_half_at_each_rung():
+    """Before the LR's peak (epoch 2 here) a high peak is still climbing: nothing is judged. At
+    the peak, and at the one epoch after it, a trial goes on when it is in the better half of
+    every trial that reached that epoch, stopped and running ones included; later epochs are
+    not rungs."""
+    from resnet_lab.config.schema import PrunerConfig, PrunerKind
+    from resnet_lab.trial import build_pruner
+
+    study = optuna.create_study(direction="maximize")
+    _finished(study, {1: 0.30, 2: 0.35, 3: 0.40, 4: 0.45})
+    _finished(study, {1: 0.28, 2: 0.33, 3: 0.38, 4: 0.44})
+    _finished(study, {1: 0.15, 2: 0.25, 3: 0.38, 4: 0.60})
+    settings = PrunerConfig(
+        kind=PrunerKind.peak_halving, startup_trials=1, warmup_epochs=0, percentile=25.0, min_epochs=1, reduction_factor=3, keep_one_in=[2, 2]
+    )
+    pruner = build_pruner(settings, judge_from=2)
+    median = build_pruner(PrunerConfig(**{**vars(settings), "kind": PrunerKind.median}))
+
+    bloomer = _reported(study, {1: 0.10})
+    assert median.prune(study, bloomer) and not pruner.prune(study, bloomer), "epoch 1 is before the LR's peak"
+    bloomer = _reported(study, {1: 0.10, 2: 0.34})
+    assert not pruner.prune(study, bloomer), "second of four at the peak: 1 in 2 go on, so 2 of 4"
+    hopeless = _reported(study, {1: 0.12, 2: 0.20})
+    assert pruner.prune(study, hopeless), "last of five at the peak (the running late bloomer counts too)"
+    third = _reported(study, {1: 0.12, 2: 0.36, 3: 0.37})
+    assert not pruner.prune(study, _reported(study, {1: 0.12, 2: 0.36})), "first at the peak"
+    assert pruner.prune(study, third), "0.37 at epoch 3: below all three others there (0.40, 0.38, 0.38)"
+    assert not pruner.prune(study, _reported(study, {1: 0.1, 2: 0.36, 3: 0.5, 4: 0.01})), "epoch 4 is past the rungs"
+    assert pruner.prune(study, _reported(study, {1: 0.1, 2: float("nan")})), "a diverged trial stops at a rung"
+
+
 def test_the_margin_pruner_judges_a_trial_only_against_trials_with_as_high_a_peak_lr():
     """A higher peak LR learns slower early: a trial with a higher peak than every finished
     trial is not judged by them, one with a lower peak is."""
@@ -515,9 +548,11 @@ def test_the_lr_peaks_where_the_schedule_says():
     assert peak_epoch(StepConfig(max_lr=0.4, step_epochs=3, gamma=0.5), 10) == 0
 
 
-def test_a_margin_pruned_sweep_judges_a_hopeless_trial_once_the_lr_has_peaked(tmp_path):
+@pytest.mark.parametrize("pruner", ["margin", "peak_halving"])
+def test_a_pruned_sweep_judges_a_hopeless_trial_once_the_lr_has_peaked(tmp_path, pruner):
     """8 epochs of one-cycle with pct_start 0.25: the LR peaks after epoch 2, so a trial stuck at
-    chance (max_lr 1e-6, enqueued) is stopped there, not after epoch 1."""
+    chance (max_lr 1e-6, enqueued) is stopped there, not after epoch 1, by either pruner that
+    waits for the peak."""
     from resnet_lab.study_storage import open_storage
 
     (tmp_path / "studies").mkdir()
@@ -525,7 +560,7 @@ def test_a_margin_pruned_sweep_judges_a_hopeless_trial_once_the_lr_has_peaked(tm
     study = optuna.create_study(study_name="margin", storage=open_storage(url), direction="maximize")
     study.enqueue_trial({"scheduler.max_lr": 0.05, "optimizer.weight_decay": 1e-4})
     study.enqueue_trial({"scheduler.max_lr": 1e-6, "optimizer.weight_decay": 1e-4})
-    pruning = ["hparams_search.pruner.kind=margin", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
+    pruning = [f"hparams_search.pruner.kind={pruner}", "hparams_search.pruner.startup_trials=1", "hparams_search.pruner.warmup_epochs=0"]
     settings = ["hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=margin", "hparams_search.max_lr_bounds=[0.01,0.1]", *pruning]
     result = sweep(tmp_path, "m", *settings, epochs=8, storage=url)
     assert result.returncode == 0, result.stderr

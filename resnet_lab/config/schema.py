@@ -395,6 +395,7 @@ class PrunerKind(str, Enum):
     hyperband = "hyperband"
     schedule_halving = "schedule_halving"  # multi-fidelity: trials judged at the end of complete, shorter schedules (sweep/schedule_halving.py)
     margin = "margin"  # judged at equal epochs after the LR's peak, allowed the lag the near-best trials had there (trial.py)
+    peak_halving = "peak_halving"  # successive halving from the epoch the LR peaks at, one rung per epoch (trial.py)
 
 
 @dataclass
@@ -405,6 +406,7 @@ class PrunerConfig:
     percentile: float = MISSING
     min_epochs: int = MISSING
     reduction_factor: int = MISSING
+    keep_one_in: List[int] = MISSING
 
     def check(self, key: str) -> None:
         require(self.startup_trials >= 0, f"{key}.startup_trials", self.startup_trials, "an integer >= 0")
@@ -412,6 +414,9 @@ class PrunerConfig:
         require(0 < self.percentile < 100, f"{key}.percentile", self.percentile, "a number between 0 and 100 (exclusive)")
         require(self.min_epochs >= 1, f"{key}.min_epochs", self.min_epochs, "an integer >= 1")
         require(self.reduction_factor >= 2, f"{key}.reduction_factor", self.reduction_factor, "an integer >= 2")
+        rungs = list(self.keep_one_in)
+        allowed = "a list of one or more integers >= 2 (1 in N trials goes on at each rung)"
+        require(len(rungs) >= 1 and all(n >= 2 for n in rungs), f"{key}.keep_one_in", rungs, allowed)
 
 
 class Objective(str, Enum):

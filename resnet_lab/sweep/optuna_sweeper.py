@@ -43,9 +43,9 @@ from resnet_lab.run_folder import finished_outputs, remove_empty_folders
 from resnet_lab.secrets import MASK, has_secret, mask_secrets
 from resnet_lab.sweep import liveness
 from resnet_lab.sweep.report import from_study, write_report
-from resnet_lab.sweep.schedule_halving import promoted, rungs
+from resnet_lab.sweep.schedule_halving import rungs
 from resnet_lab.sweep.search_space import SearchSpace
-from resnet_lab.trial import LR_KEY, Pruned, live_trials
+from resnet_lab.trial import LR_KEY, Pruned, live_trials, promoted
 
 if TYPE_CHECKING:
     import optuna
