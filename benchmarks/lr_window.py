@@ -3,10 +3,10 @@ lies for each optimizer: the evidence for hparams_search's max_lr window and eac
 weight_decay_window.
 
     python -m benchmarks.lr_window [--data ../shared/data/cifar10-jpeg.tar.gz] [--optimizers sgd,adamw] [--seeds 0,1] [--points 8]
-        [--decay-points 7] [--resume RESULT]
+        [--decay-points 7] [--span 0.1 300] [--resume RESULT]
 
 For each optimizer: one LR range test, then a grid multirun of the recipe over `--points`
-log-spaced max_lr values (from the range test's suggestion / 10 to x 300) and `--seeds` seeds,
+log-spaced max_lr values (from the range test's suggestion x 0.1 to x 300, or `--span`) and `--seeds` seeds,
 selected on a 10% validation split as sweeps are. Per optimizer: the validation accuracy of each
 peak (mean over seeds), the best peak, and the best peak as a multiple of each anchor the range
 test offers: its suggestion (the valley), the steepest descent, the loss minimum, and where the
@@ -16,7 +16,8 @@ peak, a grid of `--decay-points` weight decays, one per decade from 1e-6 to 1 (c
 AdamW's decoupled decay live decades apart), the same seeds: the best decay per optimizer.
 `--resume` keeps the parts an earlier result file holds and runs only the missing ones. On a CPU the
 recipe is sweep_pruning's (1/8 width, 5,000 / 2,000 images, 8 epochs); with CUDA the speedrun
-recipe on all the data. Results go to <out>/<date>-<machine>-lr_window.json.
+recipe on all the data. Results go to <out>/<date>-<machine>-lr_window.json (another `--span`:
+...-lr_window-span<low>-<high>.json, e.g. a grid above the default window's top edge).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from benchmarks.sweep_pruning import placement, run, sizes
 from resnet_lab.sweep.report import WD_KEY
 from resnet_lab.trial import LR_KEY
 
-LOW, HIGH = 10.0, 300.0  # the grid spans suggestion / LOW .. suggestion x HIGH
+SPAN = (0.1, 300.0)  # the grid spans suggestion x SPAN[0] .. suggestion x SPAN[1] (the result's grid.low is 1 / SPAN[0])
 DECAYS = (1e-6, 1.0)  # the weight-decay grid's span, wide enough for coupled and decoupled decay alike
 DIVERGED = 4.0  # the range test's loss has diverged once it is this many times its minimum
 
@@ -50,8 +51,8 @@ def anchors(finder: dict[str, Any]) -> dict[str, float]:
     return {"suggestion": finder["suggestion"], "valley": finder["valley"], "steepest": finder["steepest"], "loss_minimum": lrs[lowest], "divergence": diverged}
 
 
-def grid(suggestion: float, points: int) -> list[float]:
-    return log_grid(suggestion / LOW, suggestion * HIGH, points)
+def grid(suggestion: float, points: int, span: tuple[float, float] = SPAN) -> list[float]:
+    return log_grid(suggestion * span[0], suggestion * span[1], points)
 
 
 def log_grid(low: float, high: float, points: int) -> list[float]:
@@ -93,12 +94,12 @@ def measure_decay(optimizer: str, max_lr: float, recipe: list[str], seeds: list[
     }
 
 
-def measure(optimizer: str, recipe: list[str], seeds: list[int], points: int, work: Path) -> dict[str, Any]:
+def measure(optimizer: str, recipe: list[str], seeds: list[int], points: int, work: Path, span: tuple[float, float] = SPAN) -> dict[str, Any]:
     settings = [*recipe, f"optimizer={optimizer}", "data.val_fraction=0.1"]
     finder_dir = work / f"lr_find-{optimizer}"
     run(["resnet_lab.lr_find", *settings, f"hydra.run.dir={finder_dir}"], work)
     finder = json.loads((finder_dir / "lr_finder.json").read_text())
-    peaks = grid(finder["suggestion"], points)
+    peaks = grid(finder["suggestion"], points, span)
     found = grid_run(settings, LR_KEY, peaks, seeds, f"grid-{optimizer}", work)
     best = found["best"]
     points_of = anchors(finder)
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1], help="training seeds per peak")
     parser.add_argument("--points", type=int, default=8, help="log-spaced max_lr values (>= 3)")
     parser.add_argument("--decay-points", type=int, default=7, help="weight decays from 1e-6 to 1 at the best peak (0: none, else >= 3)")
+    parser.add_argument("--span", type=float, nargs=2, default=list(SPAN), metavar=("LOW", "HIGH"), help="the max_lr grid from suggestion x LOW to x HIGH")
     parser.add_argument("--resume", type=Path, help="a result of this benchmark to complete: its parts are kept, the missing ones run")
     parser.add_argument("--tiny", action="store_true", help="CPU-test sizes: 1/8 width, batch 8, 2 epochs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -128,8 +130,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--points={args.points}: at least 3 (a best peak inside the grid needs neighbours)")
     if args.decay_points != 0 and args.decay_points < 3:
         parser.error(f"--decay-points={args.decay_points}: 0 (no weight-decay grid) or at least 3")
+    span = (args.span[0], args.span[1])
+    if not 0 < span[0] < span[1]:
+        parser.error(f"--span {span[0]:g} {span[1]:g}: two factors with 0 < LOW < HIGH")
     cuda, host, label = placement(parser, args)
-    path = args.resume or args.out / f"{date.today().isoformat()}-{label}-lr_window.json"
+    named = "" if span == SPAN else f"-span{span[0]:g}-{span[1]:g}"
+    path = args.resume or args.out / f"{date.today().isoformat()}-{label}-lr_window{named}.json"
     with tempfile.TemporaryDirectory(prefix="lr_window_") as scratch:
         work = Path(scratch)
         recipe = sizes(image_folder(args.data.resolve(), work), args.tiny, cuda)
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "machine": host,
             "recipe": [setting for setting in recipe if not setting.startswith("data.root=")],
             "seeds": args.seeds,
-            "grid": {"low": LOW, "high": HIGH, "points": args.points},
+            "grid": {"low": 1 / span[0], "high": span[1], "points": args.points},
             "optimizers": {},
             "weight_decay": {},
         }
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result = {"weight_decay": {}, **earlier}
         for optimizer in args.optimizers:  # the file is rewritten after each part: a cut-short run keeps the ones done
             if optimizer not in result["optimizers"]:
-                result["optimizers"][optimizer] = measure(optimizer, recipe, args.seeds, args.points, work)
+                result["optimizers"][optimizer] = measure(optimizer, recipe, args.seeds, args.points, work, span)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(result, indent=2) + "\n")
             part = result["optimizers"][optimizer]

@@ -203,6 +203,13 @@ def test_the_lr_window_anchors_are_read_from_the_range_tests_curve():
     assert found["loss_minimum"] == lrs[8] and found["divergence"] == lrs[12], "the first loss above 4x the minimum (0.8), after it"
     assert found["suggestion"] == found["valley"] == lrs[5] and found["steepest"] == lrs[4]
     assert lr_window.grid(0.01, 8)[0] == 0.001 and lr_window.grid(0.01, 8)[-1] == pytest.approx(3.0)
+    assert lr_window.grid(0.01, 3, (600.0, 2400.0)) == [6.0, 12.0, 24.0], "a span above the default window"
+
+
+def test_an_lr_window_span_that_is_not_low_then_high_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        lr_window.main(["--span", "300", "0.1", "--data", str(tmp_path)])
+    assert refused.value.code == 2 and "--span 300 0.1: two factors with 0 < LOW < HIGH" in capsys.readouterr().err
 
 
 @pytest.mark.slow
