@@ -192,8 +192,10 @@ def test_a_study_keeps_its_window_and_each_sweep_reports_its_own_trials(tmp_path
     first = sweep(tmp_path, "w1", "hydra.sweeper.n_trials=2", f"hparams_search.lr_finder_json={first_json}")
     assert first.returncode == 0, first.stderr
     decay = finished(tmp_path)[0].distributions["optimizer.weight_decay"]
-    sgd_window = yaml.safe_load((REPO / "conf" / "optimizer" / "sgd.yaml").read_text())["optimizer"]["weight_decay_window"]
-    assert [decay.low, decay.high] == [float(v) for v in sgd_window] and decay.log, "weight decay is searched in the optimizer's own window"
+    sgd = yaml.safe_load((REPO / "conf" / "optimizer" / "sgd.yaml").read_text())["optimizer"]
+    assert [decay.low, decay.high] == [float(v) for v in sgd["weight_decay_window"]] and decay.log, "weight decay is searched in the optimizer's own window"
+    peak = finished(tmp_path)[0].distributions["scheduler.max_lr"]
+    assert [peak.low, peak.high] == pytest.approx([0.02 * f for f in sgd["lr_window"]]) and peak.log, "max_lr: the suggestion times the optimizer's factors"
 
     refused = sweep(tmp_path, "w2", "hydra.sweeper.n_trials=4", f"hparams_search.lr_finder_json={other_json}")
     assert refused.returncode == 2

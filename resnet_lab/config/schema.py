@@ -206,12 +206,16 @@ class AugmentationConfig:
         _probability(f"{key}.cutout_p", self.cutout_p)
 
 
+LR_WINDOW_ALLOWED = "[low, high] multiples of the LR-finder suggestion, 0 < low < high (max_lr in [suggestion x low, suggestion x high])"
+
+
 @dataclass
 class OptimizerConfig:
     _target_: str = MISSING
     _partial_: bool = True
     weight_decay: float = MISSING
     weight_decay_window: List[float] = MISSING
+    lr_window: List[float] = MISSING
     decay_norm_and_bias: bool = MISSING
     implementation: OptimizerImplementation = MISSING
     norm_bias_lr_scale: float = MISSING
@@ -220,6 +224,8 @@ class OptimizerConfig:
         _non_negative(f"{key}.weight_decay", self.weight_decay)
         window = list(self.weight_decay_window)
         require(len(window) == 2 and 0 < window[0] < window[1], f"{key}.weight_decay_window", window, "[low, high] with 0 < low < high")
+        factors = list(self.lr_window)
+        require(len(factors) == 2 and 0 < factors[0] < factors[1], f"{key}.lr_window", factors, LR_WINDOW_ALLOWED)
         _positive(f"{key}.norm_bias_lr_scale", self.norm_bias_lr_scale)
 
 
@@ -436,7 +442,7 @@ class Objective(str, Enum):
 class HParamsSearchConfig:
     max_lr_bounds: Optional[List[float]] = MISSING
     lr_finder_json: Optional[str] = MISSING
-    lr_window: List[float] = MISSING
+    lr_window: Optional[List[float]] = MISSING
     grid_points: int = MISSING
     pruner: PrunerConfig = MISSING
     objectives: List[Objective] = MISSING
@@ -461,12 +467,9 @@ class HParamsSearchConfig:
                 bounds,
                 "null (from the LR range test) or [low, high] with 0 < low < high",
             )
-        require(
-            len(self.lr_window) == 2 and 0 < self.lr_window[0] < self.lr_window[1],
-            f"{key}.lr_window",
-            list(self.lr_window),
-            "[low, high] multiples of the LR-finder suggestion, 0 < low < high (max_lr in [suggestion x low, suggestion x high])",
-        )
+        if self.lr_window is not None:
+            factors = list(self.lr_window)
+            require(len(factors) == 2 and 0 < factors[0] < factors[1], f"{key}.lr_window", factors, f"null (the optimizer's own) or {LR_WINDOW_ALLOWED}")
 
 
 class LoggerKind(str, Enum):

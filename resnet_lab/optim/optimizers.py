@@ -48,9 +48,9 @@ def decoupled_lr_scale(momentum: float, batch_size: int) -> float:
     return batch_size / (1024 * (1 + 1 / (1 - momentum)))
 
 
-# Settings of the optimizer group that this module applies (or, weight_decay_window, a sweep
+# Settings of the optimizer group that this module applies (or, the two windows, a sweep
 # searches); the others are the torch optimizer's.
-GROUPING = ("implementation", "decay_norm_and_bias", "norm_bias_lr_scale", "decoupled", "weight_decay_window")
+GROUPING = ("implementation", "decay_norm_and_bias", "norm_bias_lr_scale", "decoupled", "weight_decay_window", "lr_window")
 
 
 def build_optimizer(cfg: OptimizerConfig, model: nn.Module, lr: float, batch_size: int) -> torch.optim.Optimizer:

@@ -339,7 +339,8 @@ class ResumableOptunaSweeper(Sweeper):
             suggestion = None
         else:
             suggestion = self._suggestion(search, study, sweep_dir)
-            low, high = suggestion * search.lr_window[0], suggestion * search.lr_window[1]
+            factors = search.lr_window or self.task_config.optimizer.lr_window  # null: the optimizer's, whose best peaks lie at its own multiples
+            low, high = suggestion * factors[0], suggestion * factors[1]
             log.info("LR-finder suggestion %.4g -> max_lr in [%.4g, %.4g]", suggestion, low, high)
         grid = search.grid_points if self.is_grid() else None
         decay_low, decay_high = self.task_config.optimizer.weight_decay_window  # the optimizer's: decay's scale is its own
@@ -542,7 +543,7 @@ def _checked_search(config: DictConfig, directions: list[str], storage: str | No
         return None
     search = cast(HParamsSearchConfig, OmegaConf.to_object(config.hparams_search))
     search.check("hparams_search")
-    cast(OptimizerConfig, OmegaConf.to_object(config.optimizer)).check("optimizer")  # its weight_decay_window is searched
+    cast(OptimizerConfig, OmegaConf.to_object(config.optimizer)).check("optimizer")  # its weight_decay_window and lr_window are searched
     _check_objectives(search.objectives, directions)
     _check_pruning(search.pruner, config, directions, storage)
     if search.workers > 1:
