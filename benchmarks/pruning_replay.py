@@ -35,11 +35,13 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from resnet_lab.trial import LR_KEY, learned_margin_prunes, promoted
+from omegaconf import OmegaConf
+
+from benchmarks.cifar_speed.common import REPO
+from resnet_lab.trial import LR_KEY, learned_margin_prunes, peak_rungs, promoted
 
 MEDIAN_STARTUP = 2  # Optuna's median pruner: trials that finish before any is judged
 MARGIN_STARTUP = 1  # the margin pruner: finished trials with as high a peak LR
-PEAK_HALVING = [2, 2]  # peak_halving's default keep_one_in (conf/hparams_search/optuna.yaml)
 
 Curve = list[float]
 Trial = tuple[Curve, float | None]  # (validation curve, peak LR)
@@ -70,7 +72,7 @@ def peak_halving_rule(first: int, keep_one_in: list[int]) -> Rule:
     """resnet_lab's peak_halving pruner (trial.PeakHalvingPruner) from epoch `first`, where the
     LR peaks: at each rung a trial goes on when trial.promoted ranks it among the best 1 in N of
     every trial that reached that epoch before it, stopped ones included."""
-    rungs = {first + i: one_in for i, one_in in enumerate(keep_one_in)}
+    rungs = peak_rungs(first, keep_one_in)
     seen: dict[int, list[float]] = {epoch: [] for epoch in rungs}
 
     def prunes(value: float, epoch: int, peak: float | None, finished: list[Trial]) -> bool:
@@ -134,11 +136,12 @@ def hindsight_bound(sweeps: dict[str, list[Curve]], target_share: float) -> dict
 
 
 def rules(eval_images: int) -> dict[str, Rule]:
+    keep_one_in = list(OmegaConf.load(REPO / "conf" / "hparams_search" / "optuna.yaml").hparams_search.pruner.keep_one_in)  # the shipped default
     return (
         {f"median@{w}": median_rule(w) for w in (1, 2, 3)}
         | {f"margin@{w}": margin_rule(w, eval_images=eval_images) for w in (1, 2, 3)}
         | {f"margin-any-peak@{w}": margin_rule(w, any_peak=True, eval_images=eval_images) for w in (1, 2, 3)}
-        | {f"peak-halving@{w}": peak_halving_rule(w, PEAK_HALVING) for w in (2, 3)}
+        | {f"peak-halving@{w}": peak_halving_rule(w, keep_one_in) for w in (2, 3)}
     )
 
 

@@ -226,6 +226,11 @@ def promoted(value: float, others: list[float], reduction_factor: int, maximize:
     return as_good < keep
 
 
+def peak_rungs(first: int, keep_one_in: list[int]) -> dict[int, int]:
+    """Peak halving's rungs: {epoch: 1 in N}, the first at `first` (the LR's peak), one per epoch."""
+    return {first + i: one_in for i, one_in in enumerate(keep_one_in)}
+
+
 class PeakHalvingPruner:
     """`hparams_search.pruner.kind=peak_halving`: successive halving whose rungs start at the
     epoch the schedule's LR peaks (`first`) and follow one per epoch, 1 in `keep_one_in[i]`
@@ -235,7 +240,7 @@ class PeakHalvingPruner:
     ranks of high peaks jump by several points from epoch to epoch until the LR anneals."""
 
     def __init__(self, keep_one_in: list[int], first: int) -> None:
-        self.rungs = {first + i: one_in for i, one_in in enumerate(keep_one_in)}
+        self.rungs = peak_rungs(first, keep_one_in)
 
     def prune(self, study: Any, trial: Any) -> bool:
         import optuna

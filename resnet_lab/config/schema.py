@@ -112,6 +112,12 @@ def _positive(key: str, value: float) -> None:
     require(value > 0, key, value, "a number > 0")
 
 
+def _low_high(key: str, values: list[float], allowed: str) -> None:
+    """A [low, high] range of positive values (a search window, or bounds)."""
+    pair = list(values)
+    require(len(pair) == 2 and 0 < pair[0] < pair[1], key, pair, allowed)
+
+
 def _non_negative(key: str, value: float) -> None:
     require(value >= 0, key, value, "a number >= 0")
 
@@ -222,10 +228,8 @@ class OptimizerConfig:
 
     def check(self, key: str) -> None:
         _non_negative(f"{key}.weight_decay", self.weight_decay)
-        window = list(self.weight_decay_window)
-        require(len(window) == 2 and 0 < window[0] < window[1], f"{key}.weight_decay_window", window, "[low, high] with 0 < low < high")
-        factors = list(self.lr_window)
-        require(len(factors) == 2 and 0 < factors[0] < factors[1], f"{key}.lr_window", factors, LR_WINDOW_ALLOWED)
+        _low_high(f"{key}.weight_decay_window", self.weight_decay_window, "[low, high] with 0 < low < high")
+        _low_high(f"{key}.lr_window", self.lr_window, LR_WINDOW_ALLOWED)
         _positive(f"{key}.norm_bias_lr_scale", self.norm_bias_lr_scale)
 
 
@@ -460,16 +464,9 @@ class HParamsSearchConfig:
             "[accuracy] or [accuracy, train_time | epochs | examples]",
         )
         if self.max_lr_bounds is not None:
-            bounds = self.max_lr_bounds
-            require(
-                len(bounds) == 2 and 0 < bounds[0] < bounds[1],
-                f"{key}.max_lr_bounds",
-                bounds,
-                "null (from the LR range test) or [low, high] with 0 < low < high",
-            )
+            _low_high(f"{key}.max_lr_bounds", self.max_lr_bounds, "null (from the LR range test) or [low, high] with 0 < low < high")
         if self.lr_window is not None:
-            factors = list(self.lr_window)
-            require(len(factors) == 2 and 0 < factors[0] < factors[1], f"{key}.lr_window", factors, f"null (the optimizer's own) or {LR_WINDOW_ALLOWED}")
+            _low_high(f"{key}.lr_window", self.lr_window, f"null (the optimizer's own) or {LR_WINDOW_ALLOWED}")
 
 
 class LoggerKind(str, Enum):
