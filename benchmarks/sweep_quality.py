@@ -41,6 +41,18 @@ TARGETS = {"regret_points": 0.5, "epochs_vs_unpruned": 0.4}
 NEAR = 0.01  # oracle points within one point of validation accuracy of its best: its noise
 
 
+def in_order(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The oracle, then each seed's sweeps, unpruned first: the order the table reads in,
+    whichever seeds and pruners each (resumed) run added."""
+    names = list(dict.fromkeys(["none", *PRUNED, *SWEEPS]))
+
+    def place(key: str) -> tuple[int, int]:
+        name, _, seed = key.partition(".seed")
+        return (-1, 0) if key == "oracle" else (int(seed), names.index(name) if name in names else len(names))
+
+    return {key: results[key] for key in sorted(results, key=place)}
+
+
 def oracle_grid(oracle: dict[str, Any]) -> dict[str, Any]:
     """The oracle's points as a table of validation (and test) accuracy per max_lr x weight decay."""
     rows: dict[str, dict[str, Any]] = {}
@@ -158,8 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if key not in results:
                 results[key] = sweep(key, settings, recipe, finder, trials, work)
                 print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'runs'})}", flush=True)
-            planned = {name: results[name] for name, _, _ in plan if name in results}
-            ordered = planned | {name: part for name, part in results.items() if name not in planned}  # a resumed file keeps sweeps outside this plan
+            ordered = in_order(results)
             judged = judge(ordered)
             result |= {
                 "sweeps": ordered,

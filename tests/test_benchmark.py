@@ -169,6 +169,14 @@ def test_tiny_quality_benchmark_judges_each_sweeps_choice_against_the_oracle_gri
     assert refused.value.code == 2
 
 
+def test_the_quality_result_reads_oracle_first_then_by_seed_unpruned_first():
+    """A resumed run that added seeds 3 and 4 after seeds 0 and 1 still lists its sweeps in the
+    table's order."""
+    added = ["oracle", "none.seed3", "peak_halving.seed3", "none.seed0", "margin.seed0", "peak_halving.seed0", "none.seed1"]
+    ordered = sweep_quality.in_order({key: {} for key in added})
+    assert list(ordered) == ["oracle", "none.seed0", "peak_halving.seed0", "margin.seed0", "none.seed1", "none.seed3", "peak_halving.seed3"]
+
+
 def test_idle_share_counts_the_slot_time_no_trial_ran():
     """Two slots over 10 s: a batch of a 10 s and a 4 s trial leaves one slot idle for 6 s."""
     assert sweep_pruning.idle_share([(0.0, 10.0), (0.0, 4.0)], slots=2) == pytest.approx(0.3)
